@@ -1,0 +1,70 @@
+/* config: the command line of `dssgd train`, its defaults, validation and
+ * the table of the resolved configuration printed at start. */
+#ifndef DSSGD_CONFIG_H
+#define DSSGD_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dataset.h"
+
+#define CONFIG_PATH_LEN 1024
+
+typedef enum { MODE_DSSGD, MODE_CENTRALIZED, MODE_STANDALONE } config_mode;
+typedef enum { SCHEDULE_ROUND_ROBIN, SCHEDULE_RANDOM, SCHEDULE_ASYNC, SCHEDULE_SYNC } config_schedule;
+typedef enum { SELECT_LARGEST, SELECT_RANDOM } config_select;
+typedef enum { DOWNLOAD_STAT, DOWNLOAD_RANDOM, DOWNLOAD_ALL } config_download;
+
+typedef struct {
+    /* data */
+    char dataset[32];                 /* fashion-mnist | mnist */
+    char data_dir[CONFIG_PATH_LEN];   /* "" = the dataset's default */
+    size_t eval_size;                 /* test examples evaluated, 0 = all */
+    /* model */
+    char model[256];
+    /* run */
+    config_mode mode;
+    int participants;
+    dataset_partition partition;
+    size_t shard_size;                /* 0 = equal share of the training set */
+    double alpha;                     /* Dirichlet concentration */
+    config_schedule schedule;
+    int epochs;
+    double lr;
+    int batch;
+    uint64_t seed;
+    /* protocol */
+    double theta_u, theta_d;
+    config_select select;
+    config_download download;
+    double gamma;                     /* clip bound; INFINITY = off */
+    double tau;                       /* threshold of --select random */
+    double stat_decay;                /* beta: stat <- beta * stat each epoch */
+    int residual;                     /* error feedback */
+    /* output */
+    char metrics[CONFIG_PATH_LEN];    /* "" = none */
+    int quiet;                        /* no progress lines */
+} config_t;
+
+void config_defaults(config_t *c);
+
+/* Parses `dssgd train` options (argv[0] is "train"). Returns 0 on success,
+ * 1 if --help was given (usage already printed to `out`), -1 on a bad
+ * option or value with a message in err. Validates every value. */
+int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err);
+
+/* Cross-option checks (also run by config_parse). */
+int config_validate(const config_t *c, char *err);
+
+void config_usage(FILE *out);
+
+/* The resolved configuration as an aligned two-column table. */
+void config_print(const config_t *c, FILE *out);
+
+const char *config_mode_name(config_mode m);
+const char *config_schedule_name(config_schedule s);
+const char *config_select_name(config_select s);
+const char *config_download_name(config_download d);
+const char *config_partition_name(dataset_partition p);
+
+#endif

@@ -1,0 +1,60 @@
+/* dataset: labelled images in memory and their partition into shards.
+ * Pixels are floats in [0,1]; labels are bytes below num_classes. */
+#ifndef DSSGD_DATASET_H
+#define DSSGD_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+#define DATASET_NUM_CLASSES 10
+
+typedef struct {
+    size_t count;       /* number of examples */
+    int rows, cols;     /* image size (28 x 28 for MNIST) */
+    size_t dim;         /* rows * cols */
+    float *x;           /* (count, dim) pixels in [0,1] */
+    uint8_t *y;         /* (count) labels in [0, DATASET_NUM_CLASSES) */
+} dataset_t;
+
+/* The default directory of a named dataset ("fashion-mnist" has Debian's
+ * package directory; "mnist" has none: NULL). */
+const char *dataset_default_dir(const char *name);
+
+/* Loads the training ("train-") or test ("t10k-") split from dir: the
+ * standard file names, with or without ".gz". Checks that images and labels
+ * agree in count and that every label is in range. */
+int dataset_load(const char *dir, int train, dataset_t *out, char *err);
+
+void dataset_free(dataset_t *ds);
+
+/* Shards: each participant's training examples as indices into the
+ * training set. */
+typedef struct {
+    int count;            /* participants */
+    size_t *sizes;        /* (count) examples per shard */
+    uint32_t **indices;   /* (count) arrays of sizes[p] indices */
+} dataset_shards;
+
+typedef enum { PARTITION_IID, PARTITION_PAPER, PARTITION_DIRICHLET } dataset_partition;
+
+/* Splits ds into `participants` shards of `shard_size` examples
+ * (0 = an equal share of all examples):
+ *  iid        disjoint shards from one seeded permutation;
+ *  paper      each shard sampled independently without replacement within
+ *             it, so shards may overlap (the paper's 1% per participant);
+ *  dirichlet  disjoint, label proportions per shard ~ Dirichlet(alpha).
+ * Draws from rng (the partition stream). */
+int dataset_partition_make(const dataset_t *ds, dataset_partition kind, int participants,
+                           size_t shard_size, double alpha, rng_t *rng,
+                           dataset_shards *out, char *err);
+
+/* The distinct indices of all shards, ascending (the centralized baseline's
+ * training set). Caller frees *out. */
+int dataset_shards_union(const dataset_shards *shards, size_t total, uint32_t **out,
+                         size_t *out_count, char *err);
+
+void dataset_shards_free(dataset_shards *shards);
+
+#endif

@@ -1,0 +1,84 @@
+/* model: a feed-forward network as a list of layers over ONE flat float32
+ * parameter buffer; each layer owns a contiguous view [offset, offset+count). */
+#ifndef DSSGD_MODEL_H
+#define DSSGD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+#define MODEL_MAX_LAYERS 32
+#define MODEL_SPEC_LEN 256
+
+typedef enum {
+    LAYER_DENSE, /* y = W x + b; params: W (out_size, in_size) then b (out_size) */
+    LAYER_RELU,
+    LAYER_TANH,
+} model_layer_kind;
+
+/* Shapes are per example, (channels, height, width); a dense layer's output is
+ * (out_size, 1, 1). Room for conv/pool layers later without changing the
+ * flat-buffer contract. */
+typedef struct {
+    model_layer_kind kind;
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    size_t in_size, out_size;     /* c*h*w of input and output */
+    size_t param_offset;          /* first parameter of this layer in the flat buffer */
+    size_t param_count;           /* 0 for parameter-free layers */
+} model_layer;
+
+/* A network's architecture; holds no parameters (a value, freely copied). */
+typedef struct {
+    char spec[MODEL_SPEC_LEN];    /* the normalised spec it was built from */
+    int num_layers;
+    model_layer layers[MODEL_MAX_LAYERS];
+    int input_h, input_w;         /* example size, e.g. 28 x 28 */
+    size_t input_size;
+    int num_classes;              /* output size; softmax cross-entropy on top */
+    size_t num_params;
+} model_t;
+
+/* Builds a model for (input_h x input_w) grey images and num_classes:
+ *   "mlp"                  the paper's 784-128-64-10 with ReLU
+ *   "784-256-10"           an MLP with ReLU between dense layers (the first
+ *                          number must be the input size, the last num_classes)
+ *   "d128-relu,d64-tanh,d10"  layer by layer: dN dense, relu, tanh
+ * A final dense layer of num_classes outputs is required. */
+int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_classes,
+                char *err);
+
+/* Glorot-uniform weights, zero biases, drawn from rng in layer order. */
+void model_init_params(const model_t *m, float *params, rng_t *rng);
+
+/* Scratch memory for batches of up to max_batch examples: activations,
+ * deltas, labels. Shared by every participant on a rank (they run in turn). */
+typedef struct model_ws model_ws;
+model_ws *model_ws_create(const model_t *m, int max_batch);
+void model_ws_free(model_ws *ws);
+int model_ws_max_batch(const model_ws *ws);
+/* Where the caller puts a batch: (max_batch, input_size) pixels and labels. */
+float *model_ws_input(model_ws *ws);
+uint8_t *model_ws_labels(model_ws *ws);
+/* Class probabilities of the last forward pass: (batch, num_classes). */
+const float *model_ws_probs(const model_ws *ws);
+
+/* Forward pass on the batch in the workspace. Returns the SUM of the
+ * cross-entropy losses over the batch; adds the number of correct
+ * predictions (argmax, ties to the lower class) to *correct if not NULL. */
+double model_forward(const model_t *m, const float *params, model_ws *ws, int batch,
+                     int *correct);
+
+/* Backward pass after model_forward on the same batch:
+ *   out[i] += alpha * d(mean loss)/d params[i]   for all i.
+ * With out = a zeroed buffer and alpha = 1 it is the gradient; with
+ * out = params and alpha = -lr it is one SGD step, fused (each layer reads
+ * its weights before it updates them, so the aliasing is safe). */
+void model_backward(const model_t *m, const float *params, model_ws *ws, int batch,
+                    float alpha, float *out);
+
+/* Multiply-adds of one example's forward pass (for GFLOP/s figures). */
+double model_forward_flops(const model_t *m);
+
+#endif

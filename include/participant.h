@@ -1,0 +1,65 @@
+/* participant: one party's local model, its shard, its random stream and
+ * error-feedback residual; one DSSGD epoch as pure functions (no MPI). */
+#ifndef DSSGD_PARTICIPANT_H
+#define DSSGD_PARTICIPANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "model.h"
+#include "select.h"
+#include "sgd.h"
+#include "wire.h"
+
+/* What all participants on a rank share: the model, the data, the
+ * protocol's settings and scratch memory (they run one at a time). */
+typedef struct {
+    const model_t *model;
+    const dataset_t *train;
+    model_ws *ws;              /* batch workspace */
+    int batch;
+    float lr;
+    size_t k_up;               /* entries uploaded: ceil(theta_u n) */
+    config_select select;
+    float tau, gamma;
+    float *before;             /* (n) parameters before local training */
+    float *delta;              /* (n) the change to select from */
+    uint32_t *idx;             /* (n) selected / downloaded indices */
+    float *val;                /* (n) their values */
+    select_ws *sel;
+} participant_ctx;
+
+/* Allocates the scratch of ctx for n parameters (model, train, ws and the
+ * settings are filled by the caller). -1 if out of memory. */
+int participant_ctx_init(participant_ctx *ctx, size_t n);
+void participant_ctx_free(participant_ctx *ctx);
+
+typedef struct participant participant_t;
+
+/* A participant with its own copy of shard[0..count) and parameters
+ * (zero until the first download). */
+participant_t *participant_create(uint32_t id, size_t n, const uint32_t *shard, size_t count,
+                                  uint64_t seed, int residual);
+void participant_free(participant_t *p);
+
+uint32_t participant_id(const participant_t *p);
+float *participant_params(participant_t *p);
+const float *participant_residual(const participant_t *p); /* NULL without --residual */
+
+/* Overwrites the entries named in a download message. The server is
+ * trusted less than fully: the message is validated first. */
+wire_reason participant_download(participant_t *p, participant_ctx *ctx, const uint8_t *msg,
+                                 size_t len, uint32_t epoch);
+
+/* One local epoch of SGD on the shard (standalone and DSSGD). */
+void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats);
+
+/* One DSSGD epoch after the download: train, then choose and clip the
+ * upload, update the residual, and pack the upload message into buf
+ * (capacity wire_size(k_up)). Returns the message length. */
+size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch, uint8_t *buf,
+                         size_t cap, sgd_stats *stats);
+
+#endif

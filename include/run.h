@@ -1,0 +1,41 @@
+/* run: the MPI driver of `dssgd train`. Rank 0 hosts the server; ranks
+ * 1..P-1 host the participants (p lives on rank 1 + p mod (P-1)); with one
+ * rank, everything runs in one process through the same protocol code. */
+#ifndef DSSGD_RUN_H
+#define DSSGD_RUN_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "wire.h"
+
+/* Test hook: on rank `tamper_rank` (> 0), every upload passes through
+ * tamper() before it is sent; it may rewrite the message in place (buffer
+ * capacity cap) and returns the new length. For hostile-participant tests. */
+typedef struct {
+    int tamper_rank;
+    size_t (*tamper)(void *arg, uint32_t participant, uint32_t epoch, uint8_t *msg, size_t len,
+                     size_t cap);
+    void *tamper_arg;
+} run_hooks;
+
+typedef struct {
+    size_t n;                 /* parameters */
+    float *params;            /* (n) final global model (centralized: its model); rank 0 */
+    int epochs;
+    metrics_row *rows;        /* (epochs) rank 0 */
+    uint64_t rejected_for[WIRE_REASONS];
+} run_result;
+
+/* Runs the configured training. Collective over comm. Returns 0, or -1 with
+ * a message in err (on the rank that failed; the others report that a peer
+ * failed). result and hooks may be NULL. */
+int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_result *result,
+              char *err);
+
+void run_result_free(run_result *r);
+
+#endif

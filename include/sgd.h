@@ -1,0 +1,33 @@
+/* sgd: one local epoch of mini-batch SGD over a list of examples, and
+ * evaluation (accuracy, mean loss). Allocation-free: all scratch is in the
+ * model workspace. */
+#ifndef DSSGD_SGD_H
+#define DSSGD_SGD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "model.h"
+#include "rng.h"
+
+typedef struct {
+    double loss;      /* mean cross-entropy */
+    double accuracy;  /* fraction classified correctly */
+    size_t count;     /* examples seen */
+} sgd_stats;
+
+/* Shuffles order[0..count) with rng, then takes mini-batches of `batch`
+ * (the last one may be smaller) and steps params -= lr * gradient of the
+ * batch's mean loss. Stats are those of the forward passes during the
+ * epoch. batch must not exceed the workspace's max batch. */
+void sgd_epoch(const model_t *m, float *params, model_ws *ws, const dataset_t *ds,
+               uint32_t *order, size_t count, int batch, float lr, rng_t *rng,
+               sgd_stats *stats);
+
+/* Evaluates params on the first `limit` examples of ds (0 = all) in batches
+ * of the workspace's max batch. */
+void sgd_evaluate(const model_t *m, const float *params, model_ws *ws, const dataset_t *ds,
+                  size_t limit, sgd_stats *stats);
+
+#endif

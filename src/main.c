@@ -1,0 +1,69 @@
+/* dssgd: command-line entry point. `dssgd train [options]` under mpirun;
+ * turns library errors into a message and an exit status. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "config.h"
+#include "err.h"
+#include "run.h"
+
+#define DSSGD_VERSION "0.1.0"
+
+static void usage_short(FILE *out)
+{
+    fprintf(out, "usage: dssgd train [options]   (dssgd train --help for all options)\n"
+                 "       dssgd --version\n");
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    /* One BLAS thread per rank unless the user says otherwise: ranks are
+     * the parallelism, and threads would fight them for cores. */
+    if (!getenv("OPENBLAS_NUM_THREADS"))
+        openblas_set_num_threads(1);
+
+    int status = 0;
+    char err[ERR_LEN] = "";
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        if (rank == 0) {
+            if (argc < 2)
+                usage_short(stderr);
+            else
+                config_usage(stdout);
+        }
+        status = argc < 2 ? 2 : 0;
+    } else if (strcmp(argv[1], "--version") == 0) {
+        if (rank == 0)
+            printf("dssgd %s\n", DSSGD_VERSION);
+    } else if (strcmp(argv[1], "train") == 0) {
+        config_t cfg;
+        config_defaults(&cfg);
+        int rc = config_parse(&cfg, argc - 1, argv + 1, rank == 0 ? stdout : NULL, err);
+        if (rc < 0) {
+            if (rank == 0)
+                fprintf(stderr, "dssgd: %s\n", err);
+            status = 2;
+        } else if (rc == 0) {
+            if (run_train(&cfg, MPI_COMM_WORLD, NULL, NULL, err)) {
+                fprintf(stderr, "dssgd: rank %d: %s\n", rank, err);
+                status = 1;
+            }
+        }
+    } else {
+        if (rank == 0) {
+            fprintf(stderr, "dssgd: unknown command '%s'\n", argv[1]);
+            usage_short(stderr);
+        }
+        status = 2;
+    }
+    MPI_Finalize();
+    return status;
+}

@@ -1,0 +1,59 @@
+/* metrics: the per-epoch CSV (fixed columns, see METRICS_HEADER) and the
+ * progress line. Missing figures (no global model, no participants) are
+ * written as empty fields. */
+#include "metrics.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "err.h"
+
+FILE *metrics_open(const char *path, char *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        err_set(err, "%s: cannot open for writing: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fprintf(f, "%s\n", METRICS_HEADER) < 0 || fflush(f) != 0) {
+        err_set(err, "%s: write failed: %s", path, strerror(errno));
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+int metrics_write(FILE *f, const metrics_row *r, char *err)
+{
+    char global[64] = ",", part[96] = ",,";
+    if (r->has_global)
+        snprintf(global, sizeof global, "%.6f,%.6f", r->global_acc, r->global_loss);
+    if (r->has_part)
+        snprintf(part, sizeof part, "%.6f,%.6f,%.6f", r->part_acc_mean, r->part_acc_min,
+                 r->part_acc_max);
+    int rc = fprintf(f, "%d,%.3f,%s,%s,%llu,%llu,%llu,%llu,%.6g\n", r->epoch, r->seconds,
+                     global, part, (unsigned long long)r->bytes_up,
+                     (unsigned long long)r->bytes_down, (unsigned long long)r->uploads_accepted,
+                     (unsigned long long)r->uploads_rejected, r->epsilon);
+    if (rc < 0 || fflush(f) != 0)
+        return err_set(err, "metrics: write failed: %s", strerror(errno));
+    return 0;
+}
+
+void metrics_progress(FILE *out, const metrics_row *r, int epochs)
+{
+    char global[64] = "", part[96] = "", traffic[96] = "";
+    if (r->has_global)
+        snprintf(global, sizeof global, "  global acc %.4f loss %.4f", r->global_acc,
+                 r->global_loss);
+    if (r->has_part)
+        snprintf(part, sizeof part, "  local acc %.4f [%.4f, %.4f]", r->part_acc_mean,
+                 r->part_acc_min, r->part_acc_max);
+    if (r->bytes_up || r->bytes_down)
+        snprintf(traffic, sizeof traffic, "  up %.2f MB down %.2f MB  rejected %llu",
+                 (double)r->bytes_up / 1e6, (double)r->bytes_down / 1e6,
+                 (unsigned long long)r->uploads_rejected);
+    fprintf(out, "epoch %d/%d  %.2fs%s%s%s\n", r->epoch, epochs, r->seconds, global, part,
+            traffic);
+    fflush(out);
+}

@@ -1,0 +1,402 @@
+/* model: layer list over a flat parameter buffer; batched forward and
+ * backward through OpenBLAS (sgemm for batches, sgemv/sger for one example). */
+#include "model.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+struct model_ws {
+    int max_batch;
+    float *input;              /* (max_batch, input_size) */
+    uint8_t *labels;           /* (max_batch) */
+    float *act[MODEL_MAX_LAYERS]; /* (max_batch, layer out_size): each layer's output */
+    float *probs;              /* (max_batch, num_classes) softmax of the logits */
+    float *delta_a, *delta_b;  /* (max_batch, largest layer size): backward ping-pong */
+};
+
+/* ---- building ---------------------------------------------------------- */
+
+static int add_layer(model_t *m, model_layer_kind kind, int width, char *err)
+{
+    if (m->num_layers == MODEL_MAX_LAYERS)
+        return err_set(err, "model: more than %d layers", MODEL_MAX_LAYERS);
+    model_layer *l = &m->layers[m->num_layers];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    if (m->num_layers == 0) {
+        l->in_c = 1; l->in_h = m->input_h; l->in_w = m->input_w;
+    } else {
+        const model_layer *prev = &m->layers[m->num_layers - 1];
+        l->in_c = prev->out_c; l->in_h = prev->out_h; l->in_w = prev->out_w;
+    }
+    l->in_size = (size_t)l->in_c * l->in_h * l->in_w;
+    if (kind == LAYER_DENSE) {
+        l->out_c = width; l->out_h = 1; l->out_w = 1;
+        l->out_size = (size_t)width;
+        l->param_count = l->out_size * l->in_size + l->out_size;
+    } else {
+        l->out_c = l->in_c; l->out_h = l->in_h; l->out_w = l->in_w;
+        l->out_size = l->in_size;
+    }
+    l->param_offset = m->num_params;
+    m->num_params += l->param_count;
+    m->num_layers++;
+    return 0;
+}
+
+/* Parses a positive integer of at most 7 digits; returns -1 if not one. */
+static long parse_width(const char *s, size_t len)
+{
+    if (len == 0 || len > 7)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v > 0 ? v : -1;
+}
+
+/* "784-256-10": numbers only, ReLU between dense layers. Rewritten into the
+ * layer form. Returns 1 if spec has this form, 0 if not, -1 on error. */
+static int mlp_shorthand(const char *spec, size_t input_size, int num_classes, char *out,
+                         char *err)
+{
+    for (const char *p = spec; *p; p++)
+        if (!isdigit((unsigned char)*p) && *p != '-')
+            return 0;
+    long widths[MODEL_MAX_LAYERS];
+    int count = 0;
+    for (const char *p = spec; ; ) {
+        const char *dash = strchr(p, '-');
+        size_t len = dash ? (size_t)(dash - p) : strlen(p);
+        long w = parse_width(p, len);
+        if (w < 0)
+            return err_set(err, "model '%s': '%.*s' is not a layer width", spec, (int)len, p);
+        if (count == MODEL_MAX_LAYERS)
+            return err_set(err, "model '%s': too many layers", spec);
+        widths[count++] = w;
+        if (!dash)
+            break;
+        p = dash + 1;
+    }
+    if (count < 2)
+        return err_set(err, "model '%s': need at least input and output widths", spec);
+    if ((size_t)widths[0] != input_size)
+        return err_set(err, "model '%s': first width %ld must be the input size %zu", spec,
+                       widths[0], input_size);
+    if (widths[count - 1] != num_classes)
+        return err_set(err, "model '%s': last width %ld must be the number of classes %d",
+                       spec, widths[count - 1], num_classes);
+    out[0] = '\0';
+    size_t used = 0;
+    for (int i = 1; i < count; i++) {
+        int n = snprintf(out + used, MODEL_SPEC_LEN - used, "%sd%ld%s", i > 1 ? "," : "",
+                         widths[i], i < count - 1 ? "-relu" : "");
+        if (n < 0 || (size_t)n >= MODEL_SPEC_LEN - used)
+            return err_set(err, "model '%s': spec too long", spec);
+        used += (size_t)n;
+    }
+    return 1;
+}
+
+int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_classes,
+                char *err)
+{
+    memset(m, 0, sizeof *m);
+    if (!spec || !*spec)
+        return err_set(err, "model: empty spec");
+    if (input_h <= 0 || input_w <= 0 || num_classes < 2)
+        return err_set(err, "model: bad input %dx%d or %d classes", input_h, input_w,
+                       num_classes);
+    m->input_h = input_h;
+    m->input_w = input_w;
+    m->input_size = (size_t)input_h * input_w;
+    m->num_classes = num_classes;
+
+    char layers[MODEL_SPEC_LEN];
+    if (strcmp(spec, "mlp") == 0) {
+        snprintf(layers, sizeof layers, "d128-relu,d64-relu,d%d", num_classes);
+    } else {
+        int shorthand = mlp_shorthand(spec, m->input_size, num_classes, layers, err);
+        if (shorthand < 0)
+            return -1;
+        if (!shorthand) {
+            if (strlen(spec) >= sizeof layers)
+                return err_set(err, "model: spec longer than %d characters", MODEL_SPEC_LEN - 1);
+            strcpy(layers, spec);
+        }
+    }
+
+    /* Tokens are separated by ',' or '-'; grouping is only for readability. */
+    for (const char *p = layers; *p; ) {
+        size_t len = strcspn(p, ",-");
+        char tok[32];
+        if (len == 0 || len >= sizeof tok)
+            return err_set(err, "model '%s': empty or overlong layer near '%s'", spec, p);
+        memcpy(tok, p, len);
+        tok[len] = '\0';
+        int rc;
+        if (strcmp(tok, "relu") == 0) {
+            rc = add_layer(m, LAYER_RELU, 0, err);
+        } else if (strcmp(tok, "tanh") == 0) {
+            rc = add_layer(m, LAYER_TANH, 0, err);
+        } else if (tok[0] == 'd') {
+            long w = parse_width(tok + 1, len - 1);
+            if (w < 0)
+                return err_set(err, "model '%s': bad dense layer '%s' (want dN, N > 0)", spec, tok);
+            rc = add_layer(m, LAYER_DENSE, (int)w, err);
+        } else {
+            return err_set(err, "model '%s': unknown layer '%s' (known: dN, relu, tanh)", spec,
+                           tok);
+        }
+        if (rc)
+            return -1;
+        p += len;
+        if (*p)
+            p++;
+    }
+    if (m->num_layers == 0)
+        return err_set(err, "model '%s': no layers", spec);
+    const model_layer *last = &m->layers[m->num_layers - 1];
+    if (last->kind != LAYER_DENSE || last->out_size != (size_t)num_classes)
+        return err_set(err, "model '%s': must end with a dense layer of %d outputs (d%d)", spec,
+                       num_classes, num_classes);
+    if (m->num_params > ((size_t)1 << 32) - 1)
+        return err_set(err, "model '%s': %zu parameters exceed the 2^32-1 index limit", spec,
+                       m->num_params);
+    snprintf(m->spec, sizeof m->spec, "%s", layers);
+    return 0;
+}
+
+void model_init_params(const model_t *m, float *params, rng_t *rng)
+{
+    for (int i = 0; i < m->num_layers; i++) {
+        const model_layer *l = &m->layers[i];
+        if (l->kind != LAYER_DENSE)
+            continue;
+        float *w = params + l->param_offset;
+        float *b = w + l->out_size * l->in_size;
+        double limit = sqrt(6.0 / (double)(l->in_size + l->out_size));
+        for (size_t j = 0; j < l->out_size * l->in_size; j++)
+            w[j] = (float)((2.0 * rng_uniform(rng) - 1.0) * limit);
+        memset(b, 0, l->out_size * sizeof *b);
+    }
+}
+
+double model_forward_flops(const model_t *m)
+{
+    double flops = 0;
+    for (int i = 0; i < m->num_layers; i++)
+        if (m->layers[i].kind == LAYER_DENSE)
+            flops += 2.0 * (double)m->layers[i].in_size * (double)m->layers[i].out_size;
+    return flops;
+}
+
+/* ---- workspace --------------------------------------------------------- */
+
+static float *alloc_floats(size_t count)
+{
+    /* 64-byte aligned and zeroed: same kernels, same bits, on every rank. */
+    size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+model_ws *model_ws_create(const model_t *m, int max_batch)
+{
+    if (max_batch <= 0)
+        return NULL;
+    model_ws *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return NULL;
+    ws->max_batch = max_batch;
+    size_t widest = m->input_size;
+    for (int i = 0; i < m->num_layers; i++) {
+        if (m->layers[i].out_size > widest)
+            widest = m->layers[i].out_size;
+    }
+    size_t b = (size_t)max_batch;
+    ws->input = alloc_floats(b * m->input_size);
+    ws->labels = calloc(b, 1);
+    ws->probs = alloc_floats(b * (size_t)m->num_classes);
+    ws->delta_a = alloc_floats(b * widest);
+    ws->delta_b = alloc_floats(b * widest);
+    int ok = ws->input && ws->labels && ws->probs && ws->delta_a && ws->delta_b;
+    for (int i = 0; i < m->num_layers && ok; i++) {
+        ws->act[i] = alloc_floats(b * m->layers[i].out_size);
+        ok = ws->act[i] != NULL;
+    }
+    if (!ok) {
+        model_ws_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+void model_ws_free(model_ws *ws)
+{
+    if (!ws)
+        return;
+    free(ws->input);
+    free(ws->labels);
+    free(ws->probs);
+    free(ws->delta_a);
+    free(ws->delta_b);
+    for (int i = 0; i < MODEL_MAX_LAYERS; i++)
+        free(ws->act[i]);
+    free(ws);
+}
+
+int model_ws_max_batch(const model_ws *ws) { return ws->max_batch; }
+float *model_ws_input(model_ws *ws) { return ws->input; }
+uint8_t *model_ws_labels(model_ws *ws) { return ws->labels; }
+const float *model_ws_probs(const model_ws *ws) { return ws->probs; }
+
+/* ---- forward ----------------------------------------------------------- */
+
+/* y (batch, out) = x (batch, in) W^T + b */
+static void dense_forward(const model_layer *l, const float *params, const float *x, float *y,
+                          int batch)
+{
+    const float *w = params + l->param_offset;  /* (out, in) */
+    const float *b = w + l->out_size * l->in_size; /* (out) */
+    int in = (int)l->in_size, out = (int)l->out_size;
+    for (int r = 0; r < batch; r++)
+        memcpy(y + (size_t)r * out, b, (size_t)out * sizeof *y);
+    if (batch == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 1.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in,
+                    1.0f, y, out);
+}
+
+double model_forward(const model_t *m, const float *params, model_ws *ws, int batch,
+                     int *correct)
+{
+    const float *x = ws->input;
+    for (int i = 0; i < m->num_layers; i++) {
+        const model_layer *l = &m->layers[i];
+        float *y = ws->act[i];
+        size_t n = (size_t)batch * l->out_size;
+        switch (l->kind) {
+        case LAYER_DENSE:
+            dense_forward(l, params, x, y, batch);
+            break;
+        case LAYER_RELU:
+            for (size_t j = 0; j < n; j++)
+                y[j] = x[j] > 0.0f ? x[j] : 0.0f;
+            break;
+        case LAYER_TANH:
+            for (size_t j = 0; j < n; j++)
+                y[j] = tanhf(x[j]);
+            break;
+        }
+        x = y;
+    }
+
+    /* Softmax cross-entropy, shifted by the max logit for stability. */
+    int k = m->num_classes;
+    double loss = 0.0;
+    int right = 0;
+    for (int r = 0; r < batch; r++) {
+        const float *z = x + (size_t)r * k;
+        float *p = ws->probs + (size_t)r * k;
+        int argmax = 0;
+        for (int c = 1; c < k; c++)
+            if (z[c] > z[argmax])
+                argmax = c;
+        float zmax = z[argmax];
+        float sum = 0.0f;
+        for (int c = 0; c < k; c++) {
+            p[c] = expf(z[c] - zmax);
+            sum += p[c];
+        }
+        float inv = 1.0f / sum;
+        for (int c = 0; c < k; c++)
+            p[c] *= inv;
+        int label = ws->labels[r];
+        loss += (double)(logf(sum) - (z[label] - zmax));
+        right += argmax == label;
+    }
+    if (correct)
+        *correct += right;
+    return loss;
+}
+
+/* ---- backward ---------------------------------------------------------- */
+
+void model_backward(const model_t *m, const float *params, model_ws *ws, int batch,
+                    float alpha, float *out)
+{
+    int k = m->num_classes;
+    float *delta = ws->delta_a, *spare = ws->delta_b;
+    /* d(mean loss)/d logits = (p - onehot) / batch */
+    float inv_batch = 1.0f / (float)batch;
+    for (int r = 0; r < batch; r++) {
+        const float *p = ws->probs + (size_t)r * k;
+        float *d = delta + (size_t)r * k;
+        for (int c = 0; c < k; c++)
+            d[c] = p[c] * inv_batch;
+        d[ws->labels[r]] -= inv_batch;
+    }
+
+    for (int i = m->num_layers - 1; i >= 0; i--) {
+        const model_layer *l = &m->layers[i];
+        const float *x = i > 0 ? ws->act[i - 1] : ws->input;
+        const float *y = ws->act[i];
+        size_t n = (size_t)batch * l->out_size;
+        int need_dx = i > 0; /* nothing upstream of the first layer learns */
+        switch (l->kind) {
+        case LAYER_DENSE: {
+            const float *w = params + l->param_offset;
+            float *w_out = out + l->param_offset;
+            float *b_out = w_out + l->out_size * l->in_size;
+            int in = (int)l->in_size, o = (int)l->out_size;
+            /* dX before the weights change: out may alias params. */
+            if (need_dx) {
+                if (batch == 1)
+                    cblas_sgemv(CblasRowMajor, CblasTrans, o, in, 1.0f, w, in, delta, 1, 0.0f,
+                                spare, 1);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, o, 1.0f,
+                                delta, o, w, in, 0.0f, spare, in);
+            }
+            if (batch == 1)
+                cblas_sger(CblasRowMajor, o, in, alpha, delta, 1, x, 1, w_out, in);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, in, batch, alpha, delta,
+                            o, x, in, 1.0f, w_out, in);
+            for (int r = 0; r < batch; r++) {
+                const float *d = delta + (size_t)r * o;
+                for (int c = 0; c < o; c++)
+                    b_out[c] += alpha * d[c];
+            }
+            if (need_dx) {
+                float *t = delta; delta = spare; spare = t;
+            }
+            break;
+        }
+        case LAYER_RELU:
+            if (need_dx)
+                for (size_t j = 0; j < n; j++)
+                    delta[j] = y[j] > 0.0f ? delta[j] : 0.0f;
+            break;
+        case LAYER_TANH:
+            if (need_dx)
+                for (size_t j = 0; j < n; j++)
+                    delta[j] *= 1.0f - y[j] * y[j];
+            break;
+        }
+    }
+}

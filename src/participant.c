@@ -1,0 +1,136 @@
+/* participant: download, local training, selection of the top-theta_u
+ * changes (or a random subset above tau), clipping and error feedback. */
+#include "participant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "rng.h"
+
+struct participant {
+    uint32_t id;
+    size_t n;
+    float *w;              /* (n) local parameters */
+    float *residual;       /* (n) unsent part of past updates, or NULL */
+    uint32_t *shard;       /* (shard_size) training example indices */
+    size_t shard_size;
+    rng_t rng;             /* shuffling and random selection */
+};
+
+int participant_ctx_init(participant_ctx *ctx, size_t n)
+{
+    ctx->before = err_calloc(n, sizeof(float));
+    ctx->delta = err_calloc(n, sizeof(float));
+    ctx->idx = err_calloc(n, sizeof(uint32_t));
+    ctx->val = err_calloc(n, sizeof(float));
+    ctx->sel = select_ws_create(n);
+    if (!ctx->before || !ctx->delta || !ctx->idx || !ctx->val || !ctx->sel) {
+        participant_ctx_free(ctx);
+        return -1;
+    }
+    return 0;
+}
+
+void participant_ctx_free(participant_ctx *ctx)
+{
+    free(ctx->before);
+    free(ctx->delta);
+    free(ctx->idx);
+    free(ctx->val);
+    select_ws_free(ctx->sel);
+    ctx->before = ctx->delta = ctx->val = NULL;
+    ctx->idx = NULL;
+    ctx->sel = NULL;
+}
+
+participant_t *participant_create(uint32_t id, size_t n, const uint32_t *shard, size_t count,
+                                  uint64_t seed, int residual)
+{
+    participant_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->id = id;
+    p->n = n;
+    p->shard_size = count;
+    p->w = err_calloc(n, sizeof *p->w);
+    p->shard = err_calloc(count, sizeof *p->shard);
+    p->residual = residual ? err_calloc(n, sizeof *p->residual) : NULL;
+    if (!p->w || !p->shard || (residual && !p->residual)) {
+        participant_free(p);
+        return NULL;
+    }
+    memcpy(p->shard, shard, count * sizeof *shard);
+    rng_init(&p->rng, seed, rng_participant_stream(id));
+    return p;
+}
+
+void participant_free(participant_t *p)
+{
+    if (!p)
+        return;
+    free(p->w);
+    free(p->residual);
+    free(p->shard);
+    free(p);
+}
+
+uint32_t participant_id(const participant_t *p) { return p->id; }
+float *participant_params(participant_t *p) { return p->w; }
+const float *participant_residual(const participant_t *p) { return p->residual; }
+
+wire_reason participant_download(participant_t *p, participant_ctx *ctx, const uint8_t *msg,
+                                 size_t len, uint32_t epoch)
+{
+    wire_expect e = {WIRE_DOWNLOAD, p->id, epoch, (uint32_t)p->n, (uint32_t)p->n, INFINITY};
+    wire_header h;
+    wire_reason r = wire_unpack(msg, len, &e, &h, ctx->idx, ctx->val);
+    if (r != WIRE_OK)
+        return r;
+    for (uint32_t i = 0; i < h.count; i++)
+        p->w[ctx->idx[i]] = ctx->val[i];
+    return WIRE_OK;
+}
+
+void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
+{
+    sgd_epoch(ctx->model, p->w, ctx->ws, ctx->train, p->shard, p->shard_size, ctx->batch,
+              ctx->lr, &p->rng, stats);
+}
+
+size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch, uint8_t *buf,
+                         size_t cap, sgd_stats *stats)
+{
+    size_t n = p->n;
+    memcpy(ctx->before, p->w, n * sizeof *p->w);
+    participant_train(p, ctx, stats);
+
+    float *d = ctx->delta;
+    for (size_t i = 0; i < n; i++) {
+        d[i] = p->w[i] - ctx->before[i];
+        if (p->residual)
+            d[i] += p->residual[i];
+        if (!isfinite(d[i])) /* a diverged step is not shared */
+            d[i] = 0.0f;
+    }
+
+    size_t count;
+    if (ctx->select == SELECT_LARGEST)
+        count = select_largest_abs(d, n, ctx->k_up, ctx->idx, ctx->sel);
+    else
+        count = select_random_above(d, n, ctx->k_up, ctx->tau, &p->rng, ctx->idx);
+    for (size_t i = 0; i < count; i++)
+        ctx->val[i] = select_clip(d[ctx->idx[i]], ctx->gamma);
+
+    if (p->residual) {
+        /* Keep what was not sent: everything, minus the sent (clipped) values. */
+        memcpy(p->residual, d, n * sizeof *d);
+        for (size_t i = 0; i < count; i++)
+            p->residual[ctx->idx[i]] -= ctx->val[i];
+    }
+
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p->id, epoch, (uint32_t)n,
+                     (uint32_t)count};
+    return wire_pack(buf, cap, &h, ctx->idx, ctx->val);
+}

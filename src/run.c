@@ -1,0 +1,694 @@
+/* run: roles, schedules, baselines and metrics over MPI. The protocol rules
+ * live in server.c and participant.c; this file only decides who does what
+ * when, and moves their messages. */
+#include "run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dataset.h"
+#include "err.h"
+#include "model.h"
+#include "participant.h"
+#include "rng.h"
+#include "select.h"
+#include "server.h"
+#include "sgd.h"
+
+enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_UPLOAD, TAG_REQUEST, TAG_REPORT };
+enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_STOP };
+#define EVAL_BATCH 500
+
+typedef struct {
+    const config_t *cfg;
+    const run_hooks *hooks;
+    MPI_Comm comm;
+    int rank, size;
+    dataset_t train, test;
+    model_t model;
+    size_t n, k_up, k_down;
+    dataset_shards shards;
+    int local_count;              /* participants hosted on this rank */
+    participant_t **local;        /* (local_count) by slot: p = rank-1 + slot*(size-1) */
+    participant_ctx ctx;
+    model_ws *eval_ws;
+    uint8_t *down_buf;            /* (wire_size(n)) */
+    uint8_t *up_buf;              /* (wire_size(n) + slack): tamper hooks may grow it */
+    size_t down_cap, up_cap;
+    server_t *server;             /* rank 0, mode dssgd */
+    double *part_acc;             /* (participants) rank 0 */
+    uint64_t bytes_up, bytes_down;/* this epoch */
+} run_state;
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void mpi_check(int rc, const char *what, run_state *st)
+{
+    if (rc == MPI_SUCCESS)
+        return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    fprintf(stderr, "dssgd: rank %d: %s failed: %s\n", st->rank, what, msg);
+    MPI_Abort(st->comm, 1);
+}
+
+static void fatal(run_state *st, const char *msg)
+{
+    fprintf(stderr, "dssgd: rank %d: %s\n", st->rank, msg);
+    MPI_Abort(st->comm, 1);
+}
+
+static int owner_of(const run_state *st, int p) { return st->size == 1 ? 0 : 1 + p % (st->size - 1); }
+static int slot_of(const run_state *st, int p) { return st->size == 1 ? p : p / (st->size - 1); }
+
+/* Blocking probe that yields the core while it waits: Open MPI's own
+ * blocking calls spin, which starves co-located ranks on a small machine. */
+static void wait_message(run_state *st, int source, int tag, MPI_Status *status)
+{
+    unsigned spins = 0;
+    for (;;) {
+        int flag = 0;
+        mpi_check(MPI_Iprobe(source, tag, st->comm, &flag, status), "MPI_Iprobe", st);
+        if (flag)
+            return;
+        if (++spins > 64) {
+            struct timespec pause = {0, 20000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
+static void send_cmd(run_state *st, int dest, int op, int epoch, int participant, int len)
+{
+    int cmd[4] = {op, epoch, participant, len};
+    mpi_check(MPI_Send(cmd, 4, MPI_INT, dest, TAG_CMD, st->comm), "MPI_Send(cmd)", st);
+}
+
+/* Any rank's failure becomes every rank's: returns -1 on all if one failed. */
+static int agree(run_state *st, int rc, char *err)
+{
+    int mine = rc != 0, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, st->comm);
+    if (any && !mine)
+        err_set(err, "another rank failed during set-up (see its message)");
+    return any ? -1 : 0;
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static int setup(run_state *st, char *err)
+{
+    const config_t *c = st->cfg;
+    const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
+    if (dataset_load(dir, 1, &st->train, err) || dataset_load(dir, 0, &st->test, err))
+        return -1;
+    if (model_build(&st->model, c->model, st->train.rows, st->train.cols, DATASET_NUM_CLASSES,
+                    err))
+        return -1;
+    st->n = st->model.num_params;
+    st->k_up = select_count(c->theta_u, st->n);
+    st->k_down = c->download == DOWNLOAD_ALL ? st->n : select_count(c->theta_d, st->n);
+
+    rng_t part_rng;
+    rng_init(&part_rng, c->seed, RNG_STREAM_PARTITION);
+    if (dataset_partition_make(&st->train, c->partition, c->participants, c->shard_size,
+                               c->alpha, &part_rng, &st->shards, err))
+        return -1;
+
+    st->eval_ws = model_ws_create(&st->model, EVAL_BATCH);
+    if (!st->eval_ws)
+        return err_set(err, "out of memory for the evaluation workspace");
+    if (c->mode == MODE_CENTRALIZED)
+        return 0;
+
+    /* This rank's participants and their shared scratch. */
+    int hosts = st->size == 1 || st->rank > 0;
+    if (hosts) {
+        int stride = st->size == 1 ? 1 : st->size - 1;
+        int first = st->size == 1 ? 0 : st->rank - 1;
+        st->local_count = first < c->participants ? (c->participants - 1 - first) / stride + 1 : 0;
+        st->local = calloc((size_t)(st->local_count ? st->local_count : 1), sizeof *st->local);
+        if (!st->local)
+            return err_set(err, "out of memory");
+        for (int s = 0; s < st->local_count; s++) {
+            int p = first + s * stride;
+            st->local[s] = participant_create((uint32_t)p, st->n, st->shards.indices[p],
+                                              st->shards.sizes[p], c->seed, c->residual);
+            if (!st->local[s])
+                return err_set(err, "out of memory for participant %d (%zu parameters)", p,
+                               st->n);
+        }
+        st->ctx.model = &st->model;
+        st->ctx.train = &st->train;
+        st->ctx.batch = c->batch;
+        st->ctx.lr = (float)c->lr;
+        st->ctx.k_up = st->k_up;
+        st->ctx.select = c->select;
+        st->ctx.tau = (float)c->tau;
+        st->ctx.gamma = (float)c->gamma;
+        st->ctx.ws = model_ws_create(&st->model, c->batch);
+        if (!st->ctx.ws || participant_ctx_init(&st->ctx, st->n))
+            return err_set(err, "out of memory for the training workspace");
+    }
+    st->down_cap = wire_size(st->n);
+    st->up_cap = wire_size(st->n) + 64;
+    st->down_buf = malloc(st->down_cap);
+    st->up_buf = malloc(st->up_cap);
+    if (!st->down_buf || !st->up_buf)
+        return err_set(err, "out of memory for message buffers");
+    if (st->rank == 0) {
+        st->part_acc = calloc((size_t)c->participants, sizeof *st->part_acc);
+        if (!st->part_acc)
+            return err_set(err, "out of memory");
+    }
+    return 0;
+}
+
+static void teardown(run_state *st)
+{
+    for (int s = 0; s < st->local_count; s++)
+        participant_free(st->local[s]);
+    free(st->local);
+    participant_ctx_free(&st->ctx);
+    model_ws_free(st->ctx.ws);
+    model_ws_free(st->eval_ws);
+    server_free(st->server);
+    free(st->down_buf);
+    free(st->up_buf);
+    free(st->part_acc);
+    dataset_shards_free(&st->shards);
+    dataset_free(&st->train);
+    dataset_free(&st->test);
+}
+
+/* ---- participant side (any rank hosting participants) ------------------ */
+
+/* Applies a download (if any), trains, and packs the upload into up_buf. */
+static size_t participant_step(run_state *st, participant_t *p, const uint8_t *down,
+                               size_t down_len, int epoch)
+{
+    if (down) {
+        wire_reason r = participant_download(p, &st->ctx, down, down_len, (uint32_t)epoch);
+        if (r != WIRE_OK) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "participant %u: malformed download from the server: %s",
+                     participant_id(p), wire_reason_name(r));
+            fatal(st, msg);
+        }
+    }
+    sgd_stats stats;
+    size_t len = participant_epoch(p, &st->ctx, (uint32_t)epoch, st->up_buf, st->up_cap, &stats);
+    const run_hooks *h = st->hooks;
+    if (h && h->tamper && st->rank > 0 && st->rank == h->tamper_rank)
+        len = h->tamper(h->tamper_arg, participant_id(p), (uint32_t)epoch, st->up_buf, len,
+                        st->up_cap);
+    return len;
+}
+
+static void evaluate_local(run_state *st, double *acc)
+{
+    for (int s = 0; s < st->local_count; s++) {
+        sgd_stats stats;
+        sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
+                     st->cfg->eval_size, &stats);
+        acc[s] = stats.accuracy;
+    }
+}
+
+static void recv_download(run_state *st, int len)
+{
+    if (len < 0 || (size_t)len > st->down_cap)
+        fatal(st, "server announced a download larger than the model");
+    mpi_check(MPI_Recv(st->down_buf, len, MPI_BYTE, 0, TAG_DOWNLOAD, st->comm, MPI_STATUS_IGNORE),
+              "MPI_Recv(download)", st);
+}
+
+static void send_upload(run_state *st, size_t len)
+{
+    mpi_check(MPI_Send(st->up_buf, (int)len, MPI_BYTE, 0, TAG_UPLOAD, st->comm),
+              "MPI_Send(upload)", st);
+}
+
+/* Ranks > 0: obey the server's commands until told to stop. */
+static void worker_loop(run_state *st)
+{
+    double *acc = calloc((size_t)(st->local_count ? st->local_count : 1), sizeof *acc);
+    if (!acc)
+        fatal(st, "out of memory");
+    for (;;) {
+        MPI_Status status;
+        int cmd[4];
+        wait_message(st, 0, TAG_CMD, &status);
+        mpi_check(MPI_Recv(cmd, 4, MPI_INT, 0, TAG_CMD, st->comm, MPI_STATUS_IGNORE),
+                  "MPI_Recv(cmd)", st);
+        int op = cmd[0], epoch = cmd[1], p = cmd[2], len = cmd[3];
+        if (op == CMD_STOP)
+            break;
+        if (op == CMD_STEP) {
+            /* One participant's turn: a download (len > 0: apply it; for the
+             * initial download p trains nothing) then maybe an upload. */
+            if (p < 0 || p >= st->cfg->participants || owner_of(st, p) != st->rank)
+                fatal(st, "server sent a step for a participant not hosted here");
+            participant_t *part = st->local[slot_of(st, p)];
+            recv_download(st, len);
+            if (epoch == 0) { /* initial full download: no training */
+                if (participant_download(part, &st->ctx, st->down_buf, (size_t)len, 0) != WIRE_OK)
+                    fatal(st, "malformed initial download from the server");
+                continue;
+            }
+            send_upload(st, participant_step(st, part, st->down_buf, (size_t)len, epoch));
+        } else if (op == CMD_ASYNC) {
+            for (int s = 0; s < st->local_count; s++) {
+                int who = (int)participant_id(st->local[s]);
+                mpi_check(MPI_Send(&who, 1, MPI_INT, 0, TAG_REQUEST, st->comm), "MPI_Send(request)", st);
+                wait_message(st, 0, TAG_DOWNLOAD, &status);
+                int got = 0;
+                MPI_Get_count(&status, MPI_BYTE, &got);
+                recv_download(st, got);
+                send_upload(st, participant_step(st, st->local[s], st->down_buf, (size_t)got, epoch));
+            }
+        } else if (op == CMD_LOCAL) {
+            for (int s = 0; s < st->local_count; s++) {
+                sgd_stats stats;
+                participant_train(st->local[s], &st->ctx, &stats);
+            }
+        } else if (op == CMD_EVAL) {
+            evaluate_local(st, acc);
+            mpi_check(MPI_Send(acc, st->local_count, MPI_DOUBLE, 0, TAG_REPORT, st->comm),
+                      "MPI_Send(report)", st);
+        } else {
+            fatal(st, "unknown command from the server");
+        }
+    }
+    free(acc);
+}
+
+/* ---- server side (rank 0) ---------------------------------------------- */
+
+/* Receives one upload from `source`; refuses (counts) an oversized one. */
+static void receive_and_apply(run_state *st, int source, int participant, int epoch)
+{
+    MPI_Status status;
+    wait_message(st, source, TAG_UPLOAD, &status);
+    int count = 0;
+    MPI_Get_count(&status, MPI_BYTE, &count);
+    size_t limit = wire_size(st->k_up);
+    if ((size_t)count > limit) {
+        /* Consume it without storing it: a truncated receive. */
+        uint8_t sink[WIRE_HEADER_BYTES];
+        MPI_Recv(sink, (int)sizeof sink, MPI_BYTE, source, TAG_UPLOAD, st->comm, MPI_STATUS_IGNORE);
+        server_count_rejection(st->server, WIRE_TOO_MANY);
+        fprintf(stderr, "dssgd: rejected upload of participant %d from rank %d: oversized "
+                "(%d bytes, at most %zu)\n", participant, source, count, limit);
+        return;
+    }
+    mpi_check(MPI_Recv(st->up_buf, count, MPI_BYTE, source, TAG_UPLOAD, st->comm, MPI_STATUS_IGNORE),
+              "MPI_Recv(upload)", st);
+    st->bytes_up += (uint64_t)count;
+    wire_reason r = server_apply_upload(st->server, st->up_buf, (size_t)count,
+                                        (uint32_t)participant, (uint32_t)epoch);
+    if (r != WIRE_OK)
+        fprintf(stderr, "dssgd: rejected upload of participant %d from rank %d: %s\n",
+                participant, source, wire_reason_name(r));
+}
+
+/* Sends participant p its download and, for epoch > 0, applies its upload. */
+static void server_turn(run_state *st, int p, int epoch, int full)
+{
+    size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, full,
+                                      st->down_buf, st->down_cap);
+    st->bytes_down += len;
+    if (st->size == 1) {
+        participant_t *part = st->local[p];
+        if (epoch == 0) {
+            participant_download(part, &st->ctx, st->down_buf, len, 0);
+            return;
+        }
+        size_t up = participant_step(st, part, st->down_buf, len, epoch);
+        st->bytes_up += up;
+        wire_reason r = server_apply_upload(st->server, st->up_buf, up, (uint32_t)p,
+                                            (uint32_t)epoch);
+        if (r != WIRE_OK)
+            fprintf(stderr, "dssgd: rejected upload of participant %d: %s\n", p,
+                    wire_reason_name(r));
+        return;
+    }
+    int dest = owner_of(st, p);
+    send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
+    mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm),
+              "MPI_Send(download)", st);
+    if (epoch > 0)
+        receive_and_apply(st, dest, p, epoch);
+}
+
+static void epoch_sequential(run_state *st, int epoch, const int *order)
+{
+    for (int i = 0; i < st->cfg->participants; i++)
+        server_turn(st, order[i], epoch, 0);
+}
+
+/* Everyone downloads the same state, trains in parallel; uploads are
+ * applied in participant order (MPI keeps each rank's sends in order). */
+static void epoch_sync(run_state *st, int epoch)
+{
+    int N = st->cfg->participants;
+    size_t len = server_pack_download(st->server, 0, (uint32_t)epoch, 0, st->down_buf,
+                                      st->down_cap);
+    if (st->size == 1) {
+        /* Keep every upload until all have trained on the same state. */
+        uint8_t **held = calloc((size_t)N, sizeof *held);
+        size_t *held_len = calloc((size_t)N, sizeof *held_len);
+        if (!held || !held_len)
+            fatal(st, "out of memory");
+        for (int p = 0; p < N; p++) {
+            wire_header h;
+            wire_peek(st->down_buf, len, &h);
+            /* Same entries, addressed to p. */
+            st->down_buf[8] = (uint8_t)p; st->down_buf[9] = (uint8_t)(p >> 8);
+            st->down_buf[10] = (uint8_t)(p >> 16); st->down_buf[11] = (uint8_t)(p >> 24);
+            st->bytes_down += len;
+            held_len[p] = participant_step(st, st->local[p], st->down_buf, len, epoch);
+            held[p] = malloc(held_len[p]);
+            if (!held[p])
+                fatal(st, "out of memory holding uploads");
+            memcpy(held[p], st->up_buf, held_len[p]);
+        }
+        for (int p = 0; p < N; p++) {
+            st->bytes_up += held_len[p];
+            if (server_apply_upload(st->server, held[p], held_len[p], (uint32_t)p,
+                                    (uint32_t)epoch) != WIRE_OK)
+                fprintf(stderr, "dssgd: rejected upload of participant %d\n", p);
+            free(held[p]);
+        }
+        free(held);
+        free(held_len);
+        return;
+    }
+    for (int p = 0; p < N; p++) {
+        st->down_buf[8] = (uint8_t)p; st->down_buf[9] = (uint8_t)(p >> 8);
+        st->down_buf[10] = (uint8_t)(p >> 16); st->down_buf[11] = (uint8_t)(p >> 24);
+        int dest = owner_of(st, p);
+        send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
+        mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm),
+                  "MPI_Send(download)", st);
+        st->bytes_down += len;
+    }
+    for (int p = 0; p < N; p++)
+        receive_and_apply(st, owner_of(st, p), p, epoch);
+}
+
+/* All participants at once; the server serves requests in arrival order. */
+static void epoch_async(run_state *st, int epoch, const int *order)
+{
+    int N = st->cfg->participants;
+    if (st->size == 1) { /* one process: arrival order is participant order */
+        epoch_sequential(st, epoch, order);
+        return;
+    }
+    for (int r = 1; r < st->size; r++)
+        send_cmd(st, r, CMD_ASYNC, epoch, -1, 0);
+    char *uploaded = calloc((size_t)N, 1), *requested = calloc((size_t)N, 1);
+    if (!uploaded || !requested)
+        fatal(st, "out of memory");
+    int done = 0;
+    while (done < N) {
+        MPI_Status status;
+        wait_message(st, MPI_ANY_SOURCE, MPI_ANY_TAG, &status);
+        int src = status.MPI_SOURCE;
+        if (status.MPI_TAG == TAG_REQUEST) {
+            int p = -1;
+            mpi_check(MPI_Recv(&p, 1, MPI_INT, src, TAG_REQUEST, st->comm, MPI_STATUS_IGNORE),
+                      "MPI_Recv(request)", st);
+            if (p < 0 || p >= N || owner_of(st, p) != src || requested[p])
+                fatal(st, "a rank requested a download for a participant it does not host");
+            requested[p] = 1;
+            size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
+                                              st->down_buf, st->down_cap);
+            st->bytes_down += len;
+            mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, src, TAG_DOWNLOAD, st->comm),
+                      "MPI_Send(download)", st);
+        } else if (status.MPI_TAG == TAG_UPLOAD) {
+            /* The upload answers the oldest outstanding request of src:
+             * each rank serves its participants one at a time, in order. */
+            int p = -1;
+            for (int q = src - 1; q < N; q += st->size - 1)
+                if (requested[q] && !uploaded[q]) { p = q; break; }
+            if (p < 0)
+                fatal(st, "an upload arrived that no download request announced");
+            receive_and_apply(st, src, p, epoch);
+            uploaded[p] = 1;
+            done++;
+        } else {
+            fatal(st, "unexpected message during an async epoch");
+        }
+    }
+    free(uploaded);
+    free(requested);
+}
+
+static void epoch_standalone(run_state *st)
+{
+    if (st->size == 1) {
+        for (int s = 0; s < st->local_count; s++) {
+            sgd_stats stats;
+            participant_train(st->local[s], &st->ctx, &stats);
+        }
+        return;
+    }
+    for (int r = 1; r < st->size; r++)
+        send_cmd(st, r, CMD_LOCAL, 0, -1, 0);
+}
+
+/* Global model (rank 0) and local models (where they live). */
+static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
+{
+    int N = st->cfg->participants;
+    if (st->size > 1)
+        for (int r = 1; r < st->size; r++)
+            send_cmd(st, r, CMD_EVAL, row->epoch, -1, 0);
+    if (global) {
+        sgd_stats stats;
+        sgd_evaluate(&st->model, global, st->eval_ws, &st->test, st->cfg->eval_size, &stats);
+        row->has_global = 1;
+        row->global_acc = stats.accuracy;
+        row->global_loss = stats.loss;
+    }
+    if (st->size == 1) {
+        evaluate_local(st, st->part_acc);
+    } else {
+        double *acc = calloc((size_t)N, sizeof *acc);
+        if (!acc)
+            fatal(st, "out of memory");
+        for (int r = 1; r < st->size; r++) {
+            MPI_Status status;
+            wait_message(st, r, TAG_REPORT, &status);
+            int hosted = r - 1 < N ? (N - 1 - (r - 1)) / (st->size - 1) + 1 : 0;
+            mpi_check(MPI_Recv(acc, hosted, MPI_DOUBLE, r, TAG_REPORT, st->comm, MPI_STATUS_IGNORE),
+                      "MPI_Recv(report)", st);
+            for (int s = 0; s < hosted; s++)
+                st->part_acc[r - 1 + s * (st->size - 1)] = acc[s];
+        }
+        free(acc);
+    }
+    row->has_part = 1;
+    row->part_acc_min = INFINITY;
+    row->part_acc_max = -INFINITY;
+    double sum = 0;
+    for (int p = 0; p < N; p++) {
+        sum += st->part_acc[p];
+        row->part_acc_min = fmin(row->part_acc_min, st->part_acc[p]);
+        row->part_acc_max = fmax(row->part_acc_max, st->part_acc[p]);
+    }
+    row->part_acc_mean = sum / N;
+}
+
+static int emit_row(run_state *st, FILE *metrics, metrics_row *row, run_result *result,
+                    char *err)
+{
+    if (metrics && metrics_write(metrics, row, err))
+        return -1;
+    if (!st->cfg->quiet)
+        metrics_progress(stderr, row, st->cfg->epochs);
+    if (result && result->rows)
+        result->rows[row->epoch - 1] = *row;
+    return 0;
+}
+
+/* ---- modes ------------------------------------------------------------- */
+
+static int run_centralized(run_state *st, FILE *metrics, run_result *result, char *err)
+{
+    const config_t *c = st->cfg;
+    uint32_t *order = NULL;
+    size_t count = 0;
+    if (dataset_shards_union(&st->shards, st->train.count, &order, &count, err))
+        return -1;
+    float *w = err_calloc(st->n, sizeof *w);
+    model_ws *ws = model_ws_create(&st->model, c->batch);
+    if (!w || !ws) {
+        free(order); free(w); model_ws_free(ws);
+        return err_set(err, "out of memory");
+    }
+    rng_t init, shuffle;
+    rng_init(&init, c->seed, RNG_STREAM_INIT);
+    rng_init(&shuffle, c->seed, RNG_STREAM_CENTRAL);
+    model_init_params(&st->model, w, &init);
+    if (!c->quiet)
+        fprintf(stderr, "centralized: %zu distinct training examples (union of %d shards)\n",
+                count, c->participants);
+    int rc = 0;
+    for (int e = 1; e <= c->epochs && rc == 0; e++) {
+        double t0 = now_seconds();
+        sgd_stats train_stats, stats;
+        sgd_epoch(&st->model, w, ws, &st->train, order, count, c->batch, (float)c->lr, &shuffle,
+                  &train_stats);
+        metrics_row row = {.epoch = e, .seconds = now_seconds() - t0};
+        sgd_evaluate(&st->model, w, st->eval_ws, &st->test, c->eval_size, &stats);
+        row.has_global = 1;
+        row.global_acc = stats.accuracy;
+        row.global_loss = stats.loss;
+        rc = emit_row(st, metrics, &row, result, err);
+    }
+    if (result && rc == 0) {
+        result->params = w;
+        w = NULL;
+    }
+    free(w);
+    free(order);
+    model_ws_free(ws);
+    return rc;
+}
+
+static int run_distributed(run_state *st, FILE *metrics, run_result *result, char *err)
+{
+    const config_t *c = st->cfg;
+    int N = c->participants, dssgd = c->mode == MODE_DSSGD, rc = 0;
+    if (st->rank > 0) {
+        worker_loop(st);
+        return 0;
+    }
+    float *init = err_calloc(st->n, sizeof *init);
+    int *order = calloc((size_t)N, sizeof *order);
+    if (!init || !order) {
+        free(init); free(order);
+        fatal(st, "out of memory");
+    }
+    rng_t init_rng, schedule_rng;
+    rng_init(&init_rng, c->seed, RNG_STREAM_INIT);
+    rng_init(&schedule_rng, c->seed, RNG_STREAM_SCHEDULE);
+    model_init_params(&st->model, init, &init_rng);
+    server_opts so = {st->n, st->k_up, st->k_down, (float)c->gamma, c->download, c->stat_decay,
+                      c->seed};
+    st->server = server_create(&so, init);
+    if (!st->server)
+        fatal(st, "out of memory for the server");
+    free(init);
+
+    /* Before the first epoch every participant downloads the whole initial
+     * model, so all start equal (standalone participants too: same init). */
+    for (int p = 0; p < N; p++)
+        server_turn(st, p, 0, 1);
+
+    for (int e = 1; e <= c->epochs && rc == 0; e++) {
+        double t0 = now_seconds();
+        for (int p = 0; p < N; p++)
+            order[p] = p;
+        if (c->schedule == SCHEDULE_RANDOM && dssgd)
+            rng_shuffle_u32(&schedule_rng, (uint32_t *)order, (size_t)N);
+        uint64_t rejected0 = server_rejected(st->server), accepted0 = server_accepted(st->server);
+        if (!dssgd)
+            epoch_standalone(st);
+        else if (c->schedule == SCHEDULE_SYNC)
+            epoch_sync(st, e);
+        else if (c->schedule == SCHEDULE_ASYNC)
+            epoch_async(st, e, order);
+        else
+            epoch_sequential(st, e, order);
+        if (dssgd)
+            server_end_epoch(st->server);
+        metrics_row row = {.epoch = e, .seconds = now_seconds() - t0};
+        if (dssgd) {
+            row.bytes_up = st->bytes_up;
+            row.bytes_down = st->bytes_down;
+            row.uploads_accepted = server_accepted(st->server) - accepted0;
+            row.uploads_rejected = server_rejected(st->server) - rejected0;
+        }
+        st->bytes_up = st->bytes_down = 0;
+        evaluate_epoch(st, &row, dssgd ? server_params(st->server) : NULL);
+        rc = emit_row(st, metrics, &row, result, err);
+    }
+    for (int r = 1; r < st->size; r++)
+        send_cmd(st, r, CMD_STOP, 0, -1, 0);
+    if (result && rc == 0) {
+        for (int r = 0; r < WIRE_REASONS; r++)
+            result->rejected_for[r] = server_rejected_for(st->server, (wire_reason)r);
+        if (dssgd) {
+            result->params = malloc(st->n * sizeof(float));
+            if (result->params)
+                memcpy(result->params, server_params(st->server), st->n * sizeof(float));
+        }
+    }
+    free(order);
+    return rc;
+}
+
+int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_result *result,
+              char *err)
+{
+    run_state st = {.cfg = cfg, .hooks = hooks};
+    MPI_Comm_dup(comm, &st.comm);
+    MPI_Comm_set_errhandler(st.comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(st.comm, &st.rank);
+    MPI_Comm_size(st.comm, &st.size);
+    if (result)
+        memset(result, 0, sizeof *result);
+
+    int rc = agree(&st, setup(&st, err), err);
+    FILE *metrics = NULL;
+    if (rc == 0 && st.rank == 0) {
+        if (!cfg->quiet) {
+            config_print(cfg, stderr);
+            fprintf(stderr, "model %s: %zu parameters; upload k = %zu, download k = %zu; "
+                    "%d rank(s)\n", st.model.spec, st.n, st.k_up, st.k_down, st.size);
+        }
+        if (cfg->metrics[0] && !(metrics = metrics_open(cfg->metrics, err)))
+            rc = -1;
+        if (result) {
+            result->n = st.n;
+            result->epochs = cfg->epochs;
+            result->rows = calloc((size_t)cfg->epochs, sizeof *result->rows);
+        }
+    }
+    rc = agree(&st, rc, err);
+    if (rc == 0) {
+        if (cfg->mode == MODE_CENTRALIZED)
+            rc = st.rank == 0 ? run_centralized(&st, metrics, result, err) : 0;
+        else
+            rc = run_distributed(&st, metrics, result, err);
+    }
+    if (metrics)
+        fclose(metrics);
+    teardown(&st);
+    MPI_Comm_free(&st.comm);
+    return rc;
+}
+
+void run_result_free(run_result *r)
+{
+    if (!r)
+        return;
+    free(r->params);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,113 @@
+/* server: global model and counters of DSSGD (Shokri & Shmatikov, sec. 4).
+ * Every upload is untrusted: wire_unpack checks it whole before any write. */
+#include "server.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "rng.h"
+#include "select.h"
+
+struct server {
+    server_opts opts;
+    float *w;            /* (n) global parameters */
+    double *stat;        /* (n) times each parameter was updated (decayed) */
+    uint32_t *idx;       /* (max(k_up, n)) scratch indices */
+    float *val;          /* (max(k_up, n)) scratch values */
+    select_ws *sel;
+    rng_t rng;           /* random downloads */
+    uint64_t accepted, rejected, rejected_for[WIRE_REASONS];
+};
+
+server_t *server_create(const server_opts *opts, const float *init)
+{
+    server_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->opts = *opts;
+    size_t n = opts->n;
+    s->w = err_calloc(n, sizeof *s->w);
+    s->stat = err_calloc(n, sizeof *s->stat);
+    s->idx = err_calloc(n, sizeof *s->idx);
+    s->val = err_calloc(n, sizeof *s->val);
+    s->sel = select_ws_create(n);
+    if (!s->w || !s->stat || !s->idx || !s->val || !s->sel) {
+        server_free(s);
+        return NULL;
+    }
+    memcpy(s->w, init, n * sizeof *s->w);
+    rng_init(&s->rng, opts->seed, RNG_STREAM_SERVER);
+    return s;
+}
+
+void server_free(server_t *s)
+{
+    if (!s)
+        return;
+    free(s->w);
+    free(s->stat);
+    free(s->idx);
+    free(s->val);
+    select_ws_free(s->sel);
+    free(s);
+}
+
+const float *server_params(const server_t *s) { return s->w; }
+const double *server_stat(const server_t *s) { return s->stat; }
+uint64_t server_accepted(const server_t *s) { return s->accepted; }
+uint64_t server_rejected(const server_t *s) { return s->rejected; }
+uint64_t server_rejected_for(const server_t *s, wire_reason r) { return s->rejected_for[r]; }
+
+size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, int full,
+                            uint8_t *buf, size_t cap)
+{
+    size_t n = s->opts.n, count;
+    if (full || s->opts.download == DOWNLOAD_ALL || s->opts.k_down >= n) {
+        count = n;
+        for (size_t i = 0; i < n; i++)
+            s->idx[i] = (uint32_t)i;
+    } else if (s->opts.download == DOWNLOAD_STAT) {
+        count = select_largest_f64(s->stat, n, s->opts.k_down, s->idx, s->sel);
+    } else {
+        count = select_random(n, s->opts.k_down, &s->rng, s->idx);
+    }
+    for (size_t i = 0; i < count; i++)
+        s->val[i] = s->w[s->idx[i]];
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_DOWNLOAD, participant, epoch, (uint32_t)n,
+                     (uint32_t)count};
+    return wire_pack(buf, cap, &h, s->idx, s->val);
+}
+
+void server_count_rejection(server_t *s, wire_reason reason)
+{
+    s->rejected++;
+    s->rejected_for[reason < WIRE_REASONS ? reason : WIRE_TRUNCATED]++;
+}
+
+wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
+                                uint32_t participant, uint32_t epoch)
+{
+    wire_expect e = {WIRE_UPLOAD, participant, epoch, (uint32_t)s->opts.n,
+                     (uint32_t)s->opts.k_up, s->opts.gamma};
+    wire_header h;
+    wire_reason r = wire_unpack(msg, len, &e, &h, s->idx, s->val);
+    if (r != WIRE_OK) {
+        server_count_rejection(s, r);
+        return r;
+    }
+    for (uint32_t i = 0; i < h.count; i++) {
+        s->w[s->idx[i]] += s->val[i];
+        s->stat[s->idx[i]] += 1.0;
+    }
+    s->accepted++;
+    return WIRE_OK;
+}
+
+void server_end_epoch(server_t *s)
+{
+    if (s->opts.stat_decay != 1.0)
+        for (size_t i = 0; i < s->opts.n; i++)
+            s->stat[i] *= s->opts.stat_decay;
+}

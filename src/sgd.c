@@ -1,0 +1,55 @@
+/* sgd: local training epoch and evaluation over a dataset held in memory. */
+#include "sgd.h"
+
+#include <string.h>
+
+/* Copies the examples idx[0..batch) into the workspace's input and labels. */
+static void gather(const dataset_t *ds, const uint32_t *idx, int batch, model_ws *ws)
+{
+    float *x = model_ws_input(ws);
+    uint8_t *y = model_ws_labels(ws);
+    for (int r = 0; r < batch; r++) {
+        memcpy(x + (size_t)r * ds->dim, ds->x + (size_t)idx[r] * ds->dim,
+               ds->dim * sizeof *x);
+        y[r] = ds->y[idx[r]];
+    }
+}
+
+void sgd_epoch(const model_t *m, float *params, model_ws *ws, const dataset_t *ds,
+               uint32_t *order, size_t count, int batch, float lr, rng_t *rng,
+               sgd_stats *stats)
+{
+    rng_shuffle_u32(rng, order, count);
+    double loss = 0.0;
+    int correct = 0;
+    for (size_t start = 0; start < count; start += (size_t)batch) {
+        int b = count - start < (size_t)batch ? (int)(count - start) : batch;
+        gather(ds, order + start, b, ws);
+        loss += model_forward(m, params, ws, b, &correct);
+        model_backward(m, params, ws, b, -lr, params);
+    }
+    stats->count = count;
+    stats->loss = count ? loss / (double)count : 0.0;
+    stats->accuracy = count ? (double)correct / (double)count : 0.0;
+}
+
+void sgd_evaluate(const model_t *m, const float *params, model_ws *ws, const dataset_t *ds,
+                  size_t limit, sgd_stats *stats)
+{
+    size_t count = limit && limit < ds->count ? limit : ds->count;
+    size_t max_batch = (size_t)model_ws_max_batch(ws);
+    double loss = 0.0;
+    int correct = 0;
+    float *x = model_ws_input(ws);
+    uint8_t *y = model_ws_labels(ws);
+    for (size_t start = 0; start < count; start += max_batch) {
+        size_t b = count - start < max_batch ? count - start : max_batch;
+        /* Contiguous examples: one copy per batch. */
+        memcpy(x, ds->x + start * ds->dim, b * ds->dim * sizeof *x);
+        memcpy(y, ds->y + start, b);
+        loss += model_forward(m, params, ws, (int)b, &correct);
+    }
+    stats->count = count;
+    stats->loss = count ? loss / (double)count : 0.0;
+    stats->accuracy = count ? (double)correct / (double)count : 0.0;
+}
