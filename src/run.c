@@ -283,6 +283,8 @@ static void worker_loop(run_state *st)
                 sgd_stats stats;
                 participant_train(st->local[s], &st->ctx, &stats);
             }
+            int done = 1; /* lets rank 0 time the epoch */
+            mpi_check(MPI_Send(&done, 1, MPI_INT, 0, TAG_REPORT, st->comm), "MPI_Send(ack)", st);
         } else if (op == CMD_EVAL) {
             evaluate_local(st, acc);
             mpi_check(MPI_Send(acc, st->local_count, MPI_DOUBLE, 0, TAG_REPORT, st->comm),
@@ -358,6 +360,14 @@ static void epoch_sequential(run_state *st, int epoch, const int *order)
         server_turn(st, order[i], epoch, 0);
 }
 
+/* Rewrites the participant field of a packed download: one message body
+ * serves every participant of a sync epoch. */
+static void address_download(uint8_t *msg, int p)
+{
+    msg[8] = (uint8_t)p; msg[9] = (uint8_t)(p >> 8);
+    msg[10] = (uint8_t)(p >> 16); msg[11] = (uint8_t)(p >> 24);
+}
+
 /* Everyone downloads the same state, trains in parallel; uploads are
  * applied in participant order (MPI keeps each rank's sends in order). */
 static void epoch_sync(run_state *st, int epoch)
@@ -372,11 +382,7 @@ static void epoch_sync(run_state *st, int epoch)
         if (!held || !held_len)
             fatal(st, "out of memory");
         for (int p = 0; p < N; p++) {
-            wire_header h;
-            wire_peek(st->down_buf, len, &h);
-            /* Same entries, addressed to p. */
-            st->down_buf[8] = (uint8_t)p; st->down_buf[9] = (uint8_t)(p >> 8);
-            st->down_buf[10] = (uint8_t)(p >> 16); st->down_buf[11] = (uint8_t)(p >> 24);
+            address_download(st->down_buf, p);
             st->bytes_down += len;
             held_len[p] = participant_step(st, st->local[p], st->down_buf, len, epoch);
             held[p] = malloc(held_len[p]);
@@ -396,8 +402,7 @@ static void epoch_sync(run_state *st, int epoch)
         return;
     }
     for (int p = 0; p < N; p++) {
-        st->down_buf[8] = (uint8_t)p; st->down_buf[9] = (uint8_t)(p >> 8);
-        st->down_buf[10] = (uint8_t)(p >> 16); st->down_buf[11] = (uint8_t)(p >> 24);
+        address_download(st->down_buf, p);
         int dest = owner_of(st, p);
         send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
         mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm),
@@ -468,6 +473,13 @@ static void epoch_standalone(run_state *st)
     }
     for (int r = 1; r < st->size; r++)
         send_cmd(st, r, CMD_LOCAL, 0, -1, 0);
+    for (int r = 1; r < st->size; r++) {
+        MPI_Status status;
+        int done;
+        wait_message(st, r, TAG_REPORT, &status);
+        mpi_check(MPI_Recv(&done, 1, MPI_INT, r, TAG_REPORT, st->comm, MPI_STATUS_IGNORE),
+                  "MPI_Recv(ack)", st);
+    }
 }
 
 /* Global model (rank 0) and local models (where they live). */

@@ -26,7 +26,10 @@ void sgd_epoch(const model_t *m, float *params, model_ws *ws, const dataset_t *d
         int b = count - start < (size_t)batch ? (int)(count - start) : batch;
         gather(ds, order + start, b, ws);
         loss += model_forward(m, params, ws, b, &correct);
-        model_backward(m, params, ws, b, -lr, params);
+        /* A short last batch takes a proportionally short step (the sum of
+         * its gradients over the full batch size): a full-size step on a few
+         * examples is a noisy jolt right before evaluation. */
+        model_backward(m, params, ws, b, -lr * (float)b / (float)batch, params);
     }
     stats->count = count;
     stats->loss = count ? loss / (double)count : 0.0;
