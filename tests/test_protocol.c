@@ -1,0 +1,367 @@
+/* test_protocol: the DSSGD rules of server.c and participant.c without MPI:
+ * uploads are the true top-k (against a full sort), clipped, the residual
+ * keeps exactly what was not sent, and the server applies or refuses whole. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "err.h"
+#include "model.h"
+#include "participant.h"
+#include "rng.h"
+#include "select.h"
+#include "server.h"
+#include "wire.h"
+
+typedef struct {
+    dataset_t ds;
+    model_t model;
+    participant_ctx ctx;
+    uint32_t shard[64];
+    float *init;
+    uint8_t *buf;
+    size_t cap;
+} fixture;
+
+/* A small synthetic task: 200 random 4x4 images, random labels. */
+static fixture *fixture_make(double theta_u, config_select select, float gamma, float tau)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char err[ERR_LEN];
+    rng_t rng;
+    rng_init(&rng, 11, 1);
+    f->ds.count = 200; f->ds.rows = 4; f->ds.cols = 4; f->ds.dim = 16;
+    f->ds.x = malloc(200 * 16 * sizeof(float));
+    f->ds.y = malloc(200);
+    for (size_t i = 0; i < 200 * 16; i++)
+        f->ds.x[i] = (float)rng_uniform(&rng);
+    for (size_t i = 0; i < 200; i++)
+        f->ds.y[i] = (uint8_t)rng_below(&rng, 10);
+    assert_int_equal(model_build(&f->model, "d12-relu,d10", 4, 4, 10, err), 0);
+    size_t n = f->model.num_params;
+    f->init = malloc(n * sizeof *f->init);
+    model_init_params(&f->model, f->init, &rng);
+    for (uint32_t i = 0; i < 64; i++)
+        f->shard[i] = i * 3;
+    f->ctx.model = &f->model;
+    f->ctx.train = &f->ds;
+    f->ctx.ws = model_ws_create(&f->model, 8);
+    f->ctx.batch = 8;
+    f->ctx.lr = 0.5f;
+    f->ctx.k_up = select_count(theta_u, n);
+    f->ctx.select = select;
+    f->ctx.gamma = gamma;
+    f->ctx.tau = tau;
+    assert_int_equal(participant_ctx_init(&f->ctx, n), 0);
+    f->cap = wire_size(n);
+    f->buf = malloc(f->cap);
+    return f;
+}
+
+static void fixture_free(fixture *f)
+{
+    model_ws_free(f->ctx.ws);
+    participant_ctx_free(&f->ctx);
+    dataset_free(&f->ds);
+    free(f->init);
+    free(f->buf);
+    free(f);
+}
+
+/* Gives p the whole initial model, as the first download does. */
+static void download_init(fixture *f, participant_t *p)
+{
+    size_t n = f->model.num_params;
+    uint32_t *idx = malloc(n * sizeof *idx);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (uint32_t)i;
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_DOWNLOAD, participant_id(p), 0, (uint32_t)n,
+                     (uint32_t)n};
+    size_t len = wire_pack(f->buf, f->cap, &h, idx, f->init);
+    assert_int_equal(participant_download(p, &f->ctx, f->buf, len, 0), WIRE_OK);
+    free(idx);
+}
+
+static size_t decode(fixture *f, size_t len, uint32_t *idx, float *val, float gamma)
+{
+    size_t n = f->model.num_params;
+    wire_expect e = {WIRE_UPLOAD, UINT32_MAX, UINT32_MAX, (uint32_t)n, (uint32_t)n, gamma};
+    wire_header h;
+    assert_int_equal(wire_unpack(f->buf, len, &e, &h, idx, val), WIRE_OK);
+    return h.count;
+}
+
+static const float *sort_keys;
+static int by_magnitude_then_index(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    float x = fabsf(sort_keys[i]), y = fabsf(sort_keys[j]);
+    if (x != y)
+        return x > y ? -1 : 1;
+    return i < j ? -1 : 1;
+}
+static int ascending(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    return i < j ? -1 : i > j;
+}
+
+/* Reference: the k largest |delta| by a full sort, ties to lower index. */
+static void reference_topk(const float *delta, size_t n, size_t k, uint32_t *out)
+{
+    uint32_t *all = malloc(n * sizeof *all);
+    for (size_t i = 0; i < n; i++)
+        all[i] = (uint32_t)i;
+    sort_keys = delta;
+    qsort(all, n, sizeof *all, by_magnitude_then_index);
+    memcpy(out, all, k * sizeof *out);
+    qsort(out, k, sizeof *out, ascending);
+    free(all);
+}
+
+static void test_upload_is_the_true_topk_of_the_change(void **state)
+{
+    (void)state;
+    for (int t = 0; t < 3; t++) {
+        double theta = (double[]){1.0, 0.1, 0.01}[t];
+        fixture *f = fixture_make(theta, SELECT_LARGEST, INFINITY, 0);
+        size_t n = f->model.num_params, k = f->ctx.k_up;
+        participant_t *p = participant_create(0, n, f->shard, 64, 5, 0);
+        download_init(f, p);
+        for (uint32_t epoch = 1; epoch <= 3; epoch++) {
+            float *before = malloc(n * sizeof *before), *delta = malloc(n * sizeof *delta);
+            memcpy(before, participant_params(p), n * sizeof *before);
+            sgd_stats stats;
+            size_t len = participant_epoch(p, &f->ctx, epoch, f->buf, f->cap, &stats);
+            for (size_t i = 0; i < n; i++)
+                delta[i] = participant_params(p)[i] - before[i];
+            uint32_t *idx = malloc(n * sizeof *idx), *want = malloc(k * sizeof *want);
+            float *val = malloc(n * sizeof *val);
+            size_t count = decode(f, len, idx, val, INFINITY);
+            assert_int_equal(count, k);
+            reference_topk(delta, n, k, want);
+            assert_memory_equal(idx, want, k * sizeof *idx);
+            for (size_t i = 0; i < k; i++)
+                assert_true(val[i] == delta[idx[i]]); /* the change itself, unaltered */
+            free(before); free(delta); free(idx); free(want); free(val);
+        }
+        participant_free(p);
+        fixture_free(f);
+    }
+}
+
+static void test_uploaded_values_are_clipped_to_gamma(void **state)
+{
+    (void)state;
+    const float gamma = 1e-3f;
+    fixture *f = fixture_make(0.3, SELECT_LARGEST, gamma, 0);
+    size_t n = f->model.num_params;
+    participant_t *p = participant_create(0, n, f->shard, 64, 5, 0);
+    download_init(f, p);
+    sgd_stats stats;
+    size_t len = participant_epoch(p, &f->ctx, 1, f->buf, f->cap, &stats);
+    uint32_t *idx = malloc(n * sizeof *idx);
+    float *val = malloc(n * sizeof *val);
+    size_t count = decode(f, len, idx, val, gamma); /* refuses anything beyond gamma */
+    size_t at_bound = 0;
+    for (size_t i = 0; i < count; i++)
+        at_bound += fabsf(val[i]) == gamma;
+    assert_true(at_bound > 0); /* lr 0.5 moves many weights further than 1e-3 */
+    free(idx); free(val);
+    participant_free(p);
+    fixture_free(f);
+}
+
+/* Error feedback: residual + sent == delta + old residual for every entry
+ * (to one rounding), and the next selection ranks delta + residual. */
+static void test_residual_keeps_exactly_the_unsent_part(void **state)
+{
+    (void)state;
+    const float gamma = 2e-3f;
+    fixture *f = fixture_make(0.05, SELECT_LARGEST, gamma, 0);
+    size_t n = f->model.num_params, k = f->ctx.k_up;
+    participant_t *p = participant_create(0, n, f->shard, 64, 5, 1);
+    download_init(f, p);
+    float *old_res = calloc(n, sizeof *old_res), *before = malloc(n * sizeof *before);
+    float *target = malloc(n * sizeof *target), *val = malloc(n * sizeof *val);
+    uint32_t *idx = malloc(n * sizeof *idx), *want = malloc(k * sizeof *want);
+    for (uint32_t epoch = 1; epoch <= 3; epoch++) {
+        memcpy(before, participant_params(p), n * sizeof *before);
+        sgd_stats stats;
+        size_t len = participant_epoch(p, &f->ctx, epoch, f->buf, f->cap, &stats);
+        for (size_t i = 0; i < n; i++)
+            target[i] = (participant_params(p)[i] - before[i]) + old_res[i];
+        size_t count = decode(f, len, idx, val, gamma);
+        reference_topk(target, n, k, want);
+        assert_int_equal(count, k);
+        assert_memory_equal(idx, want, k * sizeof *idx);
+        const float *res = participant_residual(p);
+        float *sent = calloc(n, sizeof *sent);
+        for (size_t i = 0; i < count; i++) {
+            assert_true(val[i] == select_clip(target[idx[i]], gamma));
+            sent[idx[i]] = val[i];
+        }
+        for (size_t i = 0; i < n; i++)
+            assert_float_equal(res[i] + sent[i], target[i], 1e-7 * fmaxf(1.0f, fabsf(target[i])));
+        memcpy(old_res, res, n * sizeof *old_res);
+        free(sent);
+    }
+    free(old_res); free(before); free(target); free(val); free(idx); free(want);
+    participant_free(p);
+    fixture_free(f);
+}
+
+static void test_random_selection_takes_only_entries_above_tau(void **state)
+{
+    (void)state;
+    const float tau = 1e-3f;
+    fixture *f = fixture_make(0.2, SELECT_RANDOM, INFINITY, tau);
+    size_t n = f->model.num_params;
+    participant_t *p = participant_create(0, n, f->shard, 64, 5, 0);
+    download_init(f, p);
+    float *before = malloc(n * sizeof *before);
+    memcpy(before, participant_params(p), n * sizeof *before);
+    sgd_stats stats;
+    size_t len = participant_epoch(p, &f->ctx, 1, f->buf, f->cap, &stats);
+    uint32_t *idx = malloc(n * sizeof *idx);
+    float *val = malloc(n * sizeof *val);
+    size_t count = decode(f, len, idx, val, INFINITY);
+    size_t eligible = 0;
+    for (size_t i = 0; i < n; i++)
+        eligible += fabsf(participant_params(p)[i] - before[i]) >= tau;
+    assert_int_equal(count, eligible < f->ctx.k_up ? eligible : f->ctx.k_up);
+    for (size_t i = 0; i < count; i++)
+        assert_true(fabsf(val[i]) >= tau);
+    free(before); free(idx); free(val);
+    participant_free(p);
+    fixture_free(f);
+}
+
+static server_t *small_server(size_t n, size_t k_up, float gamma, config_download d,
+                              size_t k_down)
+{
+    float *init = malloc(n * sizeof *init);
+    for (size_t i = 0; i < n; i++)
+        init[i] = (float)i;
+    server_opts o = {n, k_up, k_down, gamma, d, 0.5, 3};
+    server_t *s = server_create(&o, init);
+    free(init);
+    return s;
+}
+
+static size_t pack_upload(uint8_t *buf, size_t cap, uint32_t p, uint32_t epoch, uint32_t n,
+                          uint32_t count, const uint32_t *idx, const float *val)
+{
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p, epoch, n, count};
+    return wire_pack(buf, cap, &h, idx, val);
+}
+
+static void test_server_adds_accepted_uploads_and_counts_updates(void **state)
+{
+    (void)state;
+    server_t *s = small_server(10, 3, 1.0f, DOWNLOAD_STAT, 10);
+    uint8_t buf[256];
+    uint32_t idx[3] = {1, 4, 9};
+    float val[3] = {0.5f, -1.0f, 0.25f};
+    size_t len = pack_upload(buf, sizeof buf, 2, 7, 10, 3, idx, val);
+    assert_int_equal(server_apply_upload(s, buf, len, 2, 7), WIRE_OK);
+    const float *w = server_params(s);
+    assert_true(w[1] == 1.5f && w[4] == 3.0f && w[9] == 9.25f && w[0] == 0.0f);
+    assert_true(server_stat(s)[4] == 1.0 && server_stat(s)[5] == 0.0);
+    server_end_epoch(s); /* beta = 0.5 */
+    assert_true(server_stat(s)[4] == 0.5);
+    assert_int_equal(server_accepted(s), 1);
+    server_free(s);
+}
+
+/* Every kind of bad upload is refused whole: parameters and counters keep
+ * their exact bits, and the refusal is counted under its reason. */
+static void test_server_refuses_bad_uploads_without_any_change(void **state)
+{
+    (void)state;
+    server_t *s = small_server(10, 3, 1.0f, DOWNLOAD_STAT, 10);
+    float w0[10];
+    memcpy(w0, server_params(s), sizeof w0);
+    uint8_t buf[256];
+    struct { uint32_t p, epoch, n, count; uint32_t idx[4]; float val[4]; wire_reason why; } bad[] = {
+        {2, 7, 10, 4, {0, 1, 2, 3}, {0, 0, 0, 0}, WIRE_TOO_MANY},
+        {2, 7, 10, 2, {3, 10}, {0.1f, 0.1f}, WIRE_BAD_INDEX},
+        {2, 7, 10, 2, {5, 5}, {0.1f, 0.1f}, WIRE_NOT_INCREASING},
+        {2, 7, 10, 2, {6, 2}, {0.1f, 0.1f}, WIRE_NOT_INCREASING},
+        {2, 7, 10, 2, {1, 2}, {0.1f, NAN}, WIRE_NOT_FINITE},
+        {2, 7, 10, 2, {1, 2}, {INFINITY, 0.1f}, WIRE_NOT_FINITE},
+        {2, 7, 10, 2, {1, 2}, {0.1f, 1.5f}, WIRE_OUT_OF_BOUNDS},
+        {3, 7, 10, 1, {1}, {0.1f}, WIRE_BAD_SENDER},
+        {2, 6, 10, 1, {1}, {0.1f}, WIRE_BAD_EPOCH},
+        {2, 7, 11, 1, {1}, {0.1f}, WIRE_BAD_N},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t len = pack_upload(buf, sizeof buf, bad[i].p, bad[i].epoch, bad[i].n, bad[i].count,
+                                 bad[i].idx, bad[i].val);
+        assert_int_equal(server_apply_upload(s, buf, len, 2, 7), bad[i].why);
+    }
+    uint32_t idx[1] = {1};
+    float val[1] = {0.1f};
+    size_t len = pack_upload(buf, sizeof buf, 2, 7, 10, 1, idx, val);
+    assert_int_equal(server_apply_upload(s, buf, len - 1, 2, 7), WIRE_TRUNCATED);
+    buf[0] ^= 1;
+    assert_int_equal(server_apply_upload(s, buf, len, 2, 7), WIRE_BAD_MAGIC);
+    assert_memory_equal(server_params(s), w0, sizeof w0);
+    for (int i = 0; i < 10; i++)
+        assert_true(server_stat(s)[i] == 0.0);
+    assert_int_equal(server_accepted(s), 0);
+    assert_int_equal(server_rejected(s), sizeof bad / sizeof bad[0] + 2);
+    assert_int_equal(server_rejected_for(s, WIRE_NOT_INCREASING), 2);
+    server_free(s);
+}
+
+/* --download stat sends the most-updated entries (ties to lower index). */
+static void test_stat_download_sends_the_most_updated_entries(void **state)
+{
+    (void)state;
+    server_t *s = small_server(10, 10, INFINITY, DOWNLOAD_STAT, 3);
+    uint8_t buf[512];
+    uint32_t a[2] = {7, 8}, b[1] = {8};
+    float va[2] = {1, 1}, vb[1] = {1};
+    size_t len = pack_upload(buf, sizeof buf, 0, 1, 10, 2, a, va);
+    assert_int_equal(server_apply_upload(s, buf, len, 0, 1), WIRE_OK);
+    len = pack_upload(buf, sizeof buf, 0, 1, 10, 1, b, vb);
+    assert_int_equal(server_apply_upload(s, buf, len, 0, 1), WIRE_OK);
+    len = server_pack_download(s, 4, 2, 0, buf, sizeof buf);
+    wire_expect e = {WIRE_DOWNLOAD, 4, 2, 10, 10, INFINITY};
+    wire_header h;
+    uint32_t idx[10];
+    float val[10];
+    assert_int_equal(wire_unpack(buf, len, &e, &h, idx, val), WIRE_OK);
+    assert_int_equal(h.count, 3);
+    /* stat: 8 -> 2, 7 -> 1, the rest 0: entry 0 wins the tie */
+    assert_int_equal(idx[0], 0); assert_int_equal(idx[1], 7); assert_int_equal(idx[2], 8);
+    assert_true(val[2] == 10.0f);
+    /* The first download is the whole model. */
+    len = server_pack_download(s, 4, 0, 1, buf, sizeof buf);
+    assert_int_equal(wire_unpack(buf, len, &(wire_expect){WIRE_DOWNLOAD, 4, 0, 10, 10, INFINITY},
+                                 &h, idx, val), WIRE_OK);
+    assert_int_equal(h.count, 10);
+    server_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_upload_is_the_true_topk_of_the_change),
+        cmocka_unit_test(test_uploaded_values_are_clipped_to_gamma),
+        cmocka_unit_test(test_residual_keeps_exactly_the_unsent_part),
+        cmocka_unit_test(test_random_selection_takes_only_entries_above_tau),
+        cmocka_unit_test(test_server_adds_accepted_uploads_and_counts_updates),
+        cmocka_unit_test(test_server_refuses_bad_uploads_without_any_change),
+        cmocka_unit_test(test_stat_download_sends_the_most_updated_entries),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
