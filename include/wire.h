@@ -9,6 +9,8 @@
 #define WIRE_MAGIC 0x44475344u   /* "DSGD" as little-endian bytes */
 #define WIRE_VERSION 1
 #define WIRE_HEADER_BYTES 24
+/* Participant id of a download addressed to everyone (a sync epoch's). */
+#define WIRE_ANY_PARTICIPANT UINT32_MAX
 
 typedef enum { WIRE_UPLOAD = 1, WIRE_DOWNLOAD = 2 } wire_type;
 
@@ -51,7 +53,8 @@ static inline size_t wire_size(size_t count) { return WIRE_HEADER_BYTES + 8 * co
 size_t wire_pack(uint8_t *buf, size_t cap, const wire_header *h, const uint32_t *idx,
                  const float *val);
 
-/* What the receiver expects; a field of UINT32_MAX is not checked. */
+/* What the receiver expects. participant or epoch = UINT32_MAX: not checked;
+ * n and max_count are always checked. */
 typedef struct {
     uint16_t type;
     uint32_t participant;

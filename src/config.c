@@ -202,7 +202,7 @@ int config_validate(const config_t *c, char *err)
 
 int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
 {
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then also forgets its place in the last argv */
     opterr = 0;
     int opt;
     long long v;
@@ -283,6 +283,9 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
         case ':':
             return err_set(err, "%s needs a value", argv[optind - 1]);
         default:
+            if (optopt && optopt < OPT_DATASET)
+                return err_set(err, "unknown option '-%c' (options are long: --name value; "
+                               "see dssgd --help)", optopt);
             return err_set(err, "unknown option '%s' (see dssgd --help)", argv[optind - 1]);
         }
         if (rc)

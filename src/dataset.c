@@ -2,6 +2,7 @@
  * the training set into participants' shards (iid, paper, Dirichlet). */
 #include "dataset.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err)
         goto fail;
     }
     for (size_t i = 0; i < images.size; i++)
-        out->x[i] = (float)images.data[i] * (1.0f / 255.0f);
+        out->x[i] = (float)images.data[i] / 255.0f; /* correctly rounded, as numpy's */
     out->y = labels.data; /* take ownership */
     labels.data = NULL;
     idx_free(&images);
@@ -150,6 +151,12 @@ static int partition_dirichlet(const dataset_t *ds, dataset_shards *s, size_t sh
         double q[DATASET_NUM_CLASSES], sum = 0;
         for (int c = 0; c < DATASET_NUM_CLASSES; c++)
             sum += q[c] = rng_gamma(rng, alpha);
+        if (!(sum > 0) || !isfinite(sum)) {
+            /* Tiny alpha: every Gamma draw underflowed. The limit of
+             * Dirichlet(alpha -> 0) is one class chosen uniformly. */
+            memset(q, 0, sizeof q);
+            q[rng_below(rng, DATASET_NUM_CLASSES)] = sum = 1.0;
+        }
         size_t filled = 0;
         for (int c = 0; c < DATASET_NUM_CLASSES && filled < shard_size; c++) {
             size_t want = (size_t)(q[c] / sum * (double)shard_size + 0.5);

@@ -83,11 +83,13 @@ const float *participant_residual(const participant_t *p) { return p->residual; 
 wire_reason participant_download(participant_t *p, participant_ctx *ctx, const uint8_t *msg,
                                  size_t len, uint32_t epoch)
 {
-    wire_expect e = {WIRE_DOWNLOAD, p->id, epoch, (uint32_t)p->n, (uint32_t)p->n, INFINITY};
+    wire_expect e = {WIRE_DOWNLOAD, UINT32_MAX, epoch, (uint32_t)p->n, (uint32_t)p->n, INFINITY};
     wire_header h;
     wire_reason r = wire_unpack(msg, len, &e, &h, ctx->idx, ctx->val);
     if (r != WIRE_OK)
         return r;
+    if (h.participant != p->id && h.participant != WIRE_ANY_PARTICIPANT)
+        return WIRE_BAD_SENDER;
     for (uint32_t i = 0; i < h.count; i++)
         p->w[ctx->idx[i]] = ctx->val[i];
     return WIRE_OK;

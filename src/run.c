@@ -305,15 +305,14 @@ static void receive_and_apply(run_state *st, int source, int participant, int ep
     wait_message(st, source, TAG_UPLOAD, &status);
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
-    size_t limit = wire_size(st->k_up);
-    if ((size_t)count > limit) {
-        /* Consume it without storing it: a truncated receive. */
-        uint8_t sink[WIRE_HEADER_BYTES];
-        MPI_Recv(sink, (int)sizeof sink, MPI_BYTE, source, TAG_UPLOAD, st->comm, MPI_STATUS_IGNORE);
-        server_count_rejection(st->server, WIRE_TOO_MANY);
-        fprintf(stderr, "dssgd: rejected upload of participant %d from rank %d: oversized "
-                "(%d bytes, at most %zu)\n", participant, source, count, limit);
-        return;
+    if ((size_t)count > st->up_cap) {
+        /* Larger than any message the protocol allows (the dense vector):
+         * a truncated receive would leave the sender hanging, so end the
+         * job and name the rank. */
+        char msg[160];
+        snprintf(msg, sizeof msg, "rank %d sent a %d-byte upload for participant %d, more than "
+                 "the whole model (%zu bytes): stopping", source, count, participant, st->up_cap);
+        fatal(st, msg);
     }
     mpi_check(MPI_Recv(st->up_buf, count, MPI_BYTE, source, TAG_UPLOAD, st->comm, MPI_STATUS_IGNORE),
               "MPI_Recv(upload)", st);
@@ -360,21 +359,15 @@ static void epoch_sequential(run_state *st, int epoch, const int *order)
         server_turn(st, order[i], epoch, 0);
 }
 
-/* Rewrites the participant field of a packed download: one message body
- * serves every participant of a sync epoch. */
-static void address_download(uint8_t *msg, int p)
-{
-    msg[8] = (uint8_t)p; msg[9] = (uint8_t)(p >> 8);
-    msg[10] = (uint8_t)(p >> 16); msg[11] = (uint8_t)(p >> 24);
-}
-
-/* Everyone downloads the same state, trains in parallel; uploads are
- * applied in participant order (MPI keeps each rank's sends in order). */
+/* Everyone downloads the same state and trains in parallel; uploads are
+ * applied in participant order. Each worker rank has at most one download
+ * in flight, sent once its previous participant's upload is in: the server
+ * never blocks on a send to a rank that is blocked sending it an upload. */
 static void epoch_sync(run_state *st, int epoch)
 {
     int N = st->cfg->participants;
-    size_t len = server_pack_download(st->server, 0, (uint32_t)epoch, 0, st->down_buf,
-                                      st->down_cap);
+    size_t len = server_pack_download(st->server, WIRE_ANY_PARTICIPANT, (uint32_t)epoch, 0,
+                                      st->down_buf, st->down_cap);
     if (st->size == 1) {
         /* Keep every upload until all have trained on the same state. */
         uint8_t **held = calloc((size_t)N, sizeof *held);
@@ -382,7 +375,6 @@ static void epoch_sync(run_state *st, int epoch)
         if (!held || !held_len)
             fatal(st, "out of memory");
         for (int p = 0; p < N; p++) {
-            address_download(st->down_buf, p);
             st->bytes_down += len;
             held_len[p] = participant_step(st, st->local[p], st->down_buf, len, epoch);
             held[p] = malloc(held_len[p]);
@@ -392,25 +384,39 @@ static void epoch_sync(run_state *st, int epoch)
         }
         for (int p = 0; p < N; p++) {
             st->bytes_up += held_len[p];
-            if (server_apply_upload(st->server, held[p], held_len[p], (uint32_t)p,
-                                    (uint32_t)epoch) != WIRE_OK)
-                fprintf(stderr, "dssgd: rejected upload of participant %d\n", p);
+            wire_reason r = server_apply_upload(st->server, held[p], held_len[p], (uint32_t)p,
+                                                (uint32_t)epoch);
+            if (r != WIRE_OK)
+                fprintf(stderr, "dssgd: rejected upload of participant %d: %s\n", p,
+                        wire_reason_name(r));
             free(held[p]);
         }
         free(held);
         free(held_len);
         return;
     }
+    int W = st->size - 1;
+    MPI_Request *inflight = malloc((size_t)st->size * sizeof *inflight);
+    if (!inflight)
+        fatal(st, "out of memory");
+    for (int r = 0; r < st->size; r++)
+        inflight[r] = MPI_REQUEST_NULL;
+    /* MPI-3 allows concurrent sends from one buffer: all read the same bytes. */
     for (int p = 0; p < N; p++) {
-        address_download(st->down_buf, p);
+        if (p >= W) { /* the rank's previous participant must upload first */
+            receive_and_apply(st, owner_of(st, p - W), p - W, epoch);
+            mpi_check(MPI_Wait(&inflight[owner_of(st, p)], MPI_STATUS_IGNORE), "MPI_Wait", st);
+        }
         int dest = owner_of(st, p);
         send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
-        mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm),
-                  "MPI_Send(download)", st);
+        mpi_check(MPI_Isend(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm,
+                            &inflight[dest]), "MPI_Isend(download)", st);
         st->bytes_down += len;
     }
-    for (int p = 0; p < N; p++)
+    for (int p = N > W ? N - W : 0; p < N; p++)
         receive_and_apply(st, owner_of(st, p), p, epoch);
+    mpi_check(MPI_Waitall(st->size, inflight, MPI_STATUSES_IGNORE), "MPI_Waitall", st);
+    free(inflight);
 }
 
 /* All participants at once; the server serves requests in arrival order. */

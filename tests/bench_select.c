@@ -89,7 +89,9 @@ void bench_select(FILE *out)
     for (size_t i = 0; i < max_n; i++)
         x[i] = (float)rng_normal(&rng);
 
-    fprintf(out, "select_largest_abs on N(0,1) floats, median of %d runs (ms)\n", BENCH_RUNS);
+    fprintf(out, "select_largest_abs on N(0,1) floats, median of %d runs (ms); sort = qsort of\n"
+                 "all indices by magnitude, then of the first k; stream = sum of |x|\n",
+            BENCH_RUNS);
     fprintf(out, "%10s %6s %10s %10s %10s %12s %12s %s\n", "n", "theta", "topk_ms", "sort_ms",
             "stream_ms", "topk/stream", "sort/topk", "check");
     volatile float sink = 0;

@@ -1,0 +1,598 @@
+/* test_config: `dssgd train` option parsing: defaults, every option reaching its
+ * field, every refusal naming its option, --help, the printed table, re-parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "err.h"
+
+#define MAX_ARGS 64
+
+/* Parses "train" followed by the NULL-terminated arguments, starting from
+ * the defaults. getopt may permute argv, so it gets a scratch copy. */
+static int parse_list(config_t *c, FILE *out, char *err, va_list ap)
+{
+    char *argv[MAX_ARGS + 1];
+    int argc = 0;
+    argv[argc++] = "train";
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(argc < MAX_ARGS);
+        argv[argc++] = (char *)a;
+    }
+    argv[argc] = NULL;
+    config_defaults(c);
+    err[0] = '\0';
+    return config_parse(c, argc, argv, out, err);
+}
+
+static int parse(config_t *c, char *err, ...)
+{
+    va_list ap;
+    va_start(ap, err);
+    int rc = parse_list(c, NULL, err, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Parsing must succeed. */
+static void parse_ok(config_t *c, ...)
+{
+    char err[ERR_LEN];
+    va_list ap;
+    va_start(ap, c);
+    int rc = parse_list(c, NULL, err, ap);
+    va_end(ap);
+    if (rc != 0)
+        fail_msg("parse failed (%d): %s", rc, err);
+}
+
+/* Parsing "train OPT VALUE" must fail with a message containing each of the
+ * NULL-terminated phrases (the first is normally the option's name). */
+static void assert_refused(const char *opt, const char *value, ...)
+{
+    config_t c;
+    char err[ERR_LEN];
+    int rc = value ? parse(&c, err, opt, value, (char *)NULL) : parse(&c, err, opt, (char *)NULL);
+    if (rc != -1)
+        fail_msg("'%s %s' was accepted (rc %d)", opt, value ? value : "", rc);
+    if (err[0] == '\0')
+        fail_msg("'%s %s' refused without a message", opt, value ? value : "");
+    va_list ap;
+    va_start(ap, value);
+    const char *phrase;
+    while ((phrase = va_arg(ap, const char *)) != NULL)
+        if (!strstr(err, phrase))
+            fail_msg("message for '%s %s' is \"%s\"; it should contain \"%s\"", opt,
+                     value ? value : "", err, phrase);
+    va_end(ap);
+}
+
+/* ---- defaults and fields --------------------------------------------------- */
+
+static void test_no_options_gives_the_defaults(void **state)
+{
+    (void)state;
+    config_t c, d;
+    parse_ok(&c, (char *)NULL);
+    config_defaults(&d);
+    assert_memory_equal(&c, &d, sizeof c);
+    /* the documented defaults (config_usage, DESIGN.md section 8) */
+    assert_string_equal(c.dataset, "fashion-mnist");
+    assert_string_equal(c.data_dir, "");
+    assert_string_equal(c.model, "mlp");
+    assert_int_equal(c.mode, MODE_DSSGD);
+    assert_int_equal(c.participants, 30);
+    assert_int_equal(c.partition, PARTITION_PAPER);
+    assert_int_equal(c.shard_size, 600);
+    assert_int_equal(c.schedule, SCHEDULE_ROUND_ROBIN);
+    assert_int_equal(c.select, SELECT_LARGEST);
+    assert_int_equal(c.download, DOWNLOAD_STAT);
+    assert_true(isinf(c.gamma) && c.gamma > 0);
+    assert_true(c.stat_decay == 1.0);
+    assert_int_equal(c.residual, 0);
+    assert_string_equal(c.metrics, "");
+    assert_int_equal(c.quiet, 0);
+}
+
+static void test_every_option_sets_its_field(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--dataset", "mnist", "--data-dir", "/data/mnist", "--eval-size", "500",
+             "--model", "784-256-10", "--mode", "centralized", "--participants", "5",
+             "--partition", "dirichlet", "--shard-size", "100", "--alpha", "0.25",
+             "--schedule", "sync", "--epochs", "3", "--lr", "0.125", "--batch", "64",
+             "--seed", "42", "--theta-u", "0.01", "--theta-d", "0.5", "--select", "random",
+             "--download", "random", "--gamma", "0.001", "--tau", "0.0001",
+             "--stat-decay", "0.75", "--residual", "--metrics", "/tmp/m.csv", "--quiet",
+             (char *)NULL);
+    /* doubles compared exactly: strtod of the same decimal text */
+    assert_string_equal(c.dataset, "mnist");
+    assert_string_equal(c.data_dir, "/data/mnist");
+    assert_int_equal(c.eval_size, 500);
+    assert_string_equal(c.model, "784-256-10");
+    assert_int_equal(c.mode, MODE_CENTRALIZED);
+    assert_int_equal(c.participants, 5);
+    assert_int_equal(c.partition, PARTITION_DIRICHLET);
+    assert_int_equal(c.shard_size, 100);
+    assert_true(c.alpha == 0.25);
+    assert_int_equal(c.schedule, SCHEDULE_SYNC);
+    assert_int_equal(c.epochs, 3);
+    assert_true(c.lr == 0.125);
+    assert_int_equal(c.batch, 64);
+    assert_int_equal(c.seed, 42);
+    assert_true(c.theta_u == 0.01);
+    assert_true(c.theta_d == 0.5);
+    assert_int_equal(c.select, SELECT_RANDOM);
+    assert_int_equal(c.download, DOWNLOAD_RANDOM);
+    assert_true(c.gamma == 0.001);
+    assert_true(c.tau == 0.0001);
+    assert_true(c.stat_decay == 0.75);
+    assert_int_equal(c.residual, 1);
+    assert_string_equal(c.metrics, "/tmp/m.csv");
+    assert_int_equal(c.quiet, 1);
+}
+
+static void test_every_choice_maps_to_its_value(void **state)
+{
+    (void)state;
+    config_t c;
+    static const char *const modes[] = {"dssgd", "centralized", "standalone"};
+    for (int i = 0; i < 3; i++) {
+        parse_ok(&c, "--mode", modes[i], (char *)NULL);
+        assert_int_equal(c.mode, i);
+        assert_string_equal(config_mode_name(c.mode), modes[i]);
+    }
+    static const char *const schedules[] = {"round-robin", "random", "async", "sync"};
+    for (int i = 0; i < 4; i++) {
+        parse_ok(&c, "--schedule", schedules[i], (char *)NULL);
+        assert_int_equal(c.schedule, i);
+        assert_string_equal(config_schedule_name(c.schedule), schedules[i]);
+    }
+    static const char *const selects[] = {"largest", "random"};
+    for (int i = 0; i < 2; i++) {
+        parse_ok(&c, "--select", selects[i], (char *)NULL);
+        assert_int_equal(c.select, i);
+        assert_string_equal(config_select_name(c.select), selects[i]);
+    }
+    static const char *const downloads[] = {"stat", "random", "all"};
+    for (int i = 0; i < 3; i++) {
+        parse_ok(&c, "--download", downloads[i], (char *)NULL);
+        assert_int_equal(c.download, i);
+        assert_string_equal(config_download_name(c.download), downloads[i]);
+    }
+    static const char *const partitions[] = {"iid", "paper", "dirichlet"};
+    for (int i = 0; i < 3; i++) {
+        parse_ok(&c, "--partition", partitions[i], (char *)NULL);
+        assert_int_equal(c.partition, i);
+        assert_string_equal(config_partition_name(c.partition), partitions[i]);
+    }
+    parse_ok(&c, "--dataset", "fashion-mnist", (char *)NULL);
+    assert_string_equal(c.dataset, "fashion-mnist");
+}
+
+static void test_equals_form_and_range_edges_accepted(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--lr=0.5", "--batch=1", "--theta-u", "1", "--theta-d", "1", "--stat-decay",
+             "1", "--tau", "0", "--batch", "4096", "--shard-size", "0", "--eval-size", "0",
+             (char *)NULL);
+    assert_true(c.lr == 0.5);
+    assert_int_equal(c.batch, 4096);
+    assert_true(c.theta_u == 1.0 && c.theta_d == 1.0 && c.stat_decay == 1.0 && c.tau == 0.0);
+    assert_int_equal(c.shard_size, 0);
+}
+
+static void test_gamma_inf_accepted(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--gamma", "0.5", "--gamma", "inf", (char *)NULL);
+    assert_true(isinf(c.gamma) && c.gamma > 0);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+static void test_refuses_nonpositive_lr(void **state)
+{
+    (void)state;
+    assert_refused("--lr", "0", "--lr", "range", (char *)NULL);
+    assert_refused("--lr", "-0.1", "--lr", "range", (char *)NULL);
+}
+
+static void test_refuses_batch_out_of_range(void **state)
+{
+    (void)state;
+    assert_refused("--batch", "0", "--batch", "range", (char *)NULL);
+    assert_refused("--batch", "5000", "--batch", "range", (char *)NULL);
+}
+
+static void test_refuses_zero_epochs(void **state)
+{
+    (void)state;
+    assert_refused("--epochs", "0", "--epochs", (char *)NULL);
+}
+
+static void test_refuses_zero_participants(void **state)
+{
+    (void)state;
+    assert_refused("--participants", "0", "--participants", (char *)NULL);
+}
+
+static void test_refuses_theta_u_outside_zero_one(void **state)
+{
+    (void)state;
+    assert_refused("--theta-u", "0", "--theta-u", (char *)NULL);
+    assert_refused("--theta-u", "1.5", "--theta-u", (char *)NULL);
+}
+
+static void test_refuses_zero_theta_d(void **state)
+{
+    (void)state;
+    assert_refused("--theta-d", "0", "--theta-d", (char *)NULL);
+}
+
+static void test_refuses_nonpositive_gamma(void **state)
+{
+    (void)state;
+    assert_refused("--gamma", "0", "--gamma", (char *)NULL);
+    assert_refused("--gamma", "-1", "--gamma", (char *)NULL);
+    assert_refused("--gamma", "-inf", "--gamma", (char *)NULL);
+}
+
+static void test_refuses_negative_tau(void **state)
+{
+    (void)state;
+    assert_refused("--tau", "-1", "--tau", (char *)NULL);
+}
+
+static void test_refuses_stat_decay_outside_zero_one(void **state)
+{
+    (void)state;
+    assert_refused("--stat-decay", "0", "--stat-decay", (char *)NULL);
+    assert_refused("--stat-decay", "1.5", "--stat-decay", (char *)NULL);
+}
+
+static void test_refuses_nonpositive_alpha(void **state)
+{
+    (void)state;
+    assert_refused("--alpha", "0", "--alpha", (char *)NULL);
+    assert_refused("--alpha", "-2", "--alpha", (char *)NULL);
+}
+
+static void test_refuses_non_numeric_values(void **state)
+{
+    (void)state;
+    static const char *const numeric[] = {
+        "--eval-size", "--participants", "--shard-size", "--alpha", "--epochs", "--lr",
+        "--batch", "--seed", "--theta-u", "--theta-d", "--gamma", "--tau", "--stat-decay",
+    };
+    static const char *const bad[] = {"abc", "1e", "", "0x", "nan"};
+    for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
+        for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++)
+            assert_refused(numeric[i], bad[j], numeric[i], (char *)NULL);
+}
+
+static void test_refuses_trailing_garbage(void **state)
+{
+    (void)state;
+    assert_refused("--lr", "0.1x", "--lr", "0.1x", (char *)NULL);
+    assert_refused("--theta-u", "0.1 ", "--theta-u", (char *)NULL);
+    assert_refused("--batch", "32x", "--batch", (char *)NULL);
+    assert_refused("--batch", "1.5", "--batch", (char *)NULL);
+    assert_refused("--epochs", "1e3", "--epochs", (char *)NULL);
+}
+
+static void test_refuses_unknown_choice_listing_the_choices(void **state)
+{
+    (void)state;
+    assert_refused("--dataset", "cifar", "--dataset", "cifar", "fashion-mnist", "mnist",
+                   (char *)NULL);
+    assert_refused("--mode", "federated", "--mode", "dssgd", "centralized", "standalone",
+                   (char *)NULL);
+    assert_refused("--schedule", "parallel", "--schedule", "round-robin", "random", "async",
+                   "sync", (char *)NULL);
+    assert_refused("--select", "svt2", "--select", "largest", "random", (char *)NULL);
+    assert_refused("--download", "none", "--download", "stat", "random", "all", (char *)NULL);
+    assert_refused("--partition", "noniid", "--partition", "iid", "paper", "dirichlet",
+                   (char *)NULL);
+    assert_refused("--mode", "", "--mode", (char *)NULL);
+    assert_refused("--schedule", "Sync", "--schedule", (char *)NULL); /* case matters */
+}
+
+static void test_refuses_unknown_long_option(void **state)
+{
+    (void)state;
+    assert_refused("--bogus", NULL, "--bogus", (char *)NULL);
+    assert_refused("--learning-rate", "0.1", "--learning-rate", (char *)NULL);
+}
+
+static void test_refuses_missing_value(void **state)
+{
+    (void)state;
+    assert_refused("--lr", NULL, "--lr", (char *)NULL);
+    assert_refused("--metrics", NULL, "--metrics", (char *)NULL);
+    assert_refused("--dataset", NULL, "--dataset", (char *)NULL);
+}
+
+static void test_refuses_stray_positional_argument(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    assert_int_equal(parse(&c, err, "--lr", "0.1", "extra", (char *)NULL), -1);
+    if (!strstr(err, "extra"))
+        fail_msg("message \"%s\" should name 'extra'", err);
+    assert_int_equal(parse(&c, err, "0.1", "--epochs", "2", (char *)NULL), -1);
+    if (!strstr(err, "0.1"))
+        fail_msg("message \"%s\" should name '0.1'", err);
+}
+
+static void test_refuses_mnist_without_data_dir(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    assert_int_equal(parse(&c, err, "--dataset", "mnist", (char *)NULL), -1);
+    if (!strstr(err, "--data-dir") || !strstr(err, "mnist"))
+        fail_msg("message \"%s\" should name --dataset mnist and --data-dir", err);
+    parse_ok(&c, "--dataset", "mnist", "--data-dir", "/somewhere", (char *)NULL);
+    parse_ok(&c, "--data-dir", "/somewhere", "--dataset", "mnist", (char *)NULL);
+}
+
+static void test_refuses_overlong_path(void **state)
+{
+    (void)state;
+    char *path = malloc(CONFIG_PATH_LEN + 1);
+    assert_non_null(path);
+    memset(path, 'a', CONFIG_PATH_LEN);
+    path[CONFIG_PATH_LEN] = '\0';
+    assert_refused("--metrics", path, "--metrics", (char *)NULL);
+    assert_refused("--data-dir", path, "--data-dir", (char *)NULL);
+    path[CONFIG_PATH_LEN - 1] = '\0'; /* exactly fits with its terminator */
+    config_t c;
+    parse_ok(&c, "--metrics", path, (char *)NULL);
+    assert_int_equal(strlen(c.metrics), CONFIG_PATH_LEN - 1);
+    free(path);
+}
+
+/* ---- help and the table ---------------------------------------------------- */
+
+static void test_help_returns_one_and_lists_every_option(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    config_t c;
+    char err[ERR_LEN] = "";
+    char *argv[] = {"train", "--lr", "0.1", "--help", NULL};
+    config_defaults(&c);
+    assert_int_equal(config_parse(&c, 4, argv, out, err), 1);
+    assert_int_equal(fclose(out), 0);
+    assert_non_null(text);
+    static const char *const names[] = {
+        "--dataset", "--data-dir", "--eval-size", "--model", "--mode", "--participants",
+        "--partition", "--shard-size", "--alpha", "--schedule", "--epochs", "--lr", "--batch",
+        "--seed", "--theta-u", "--theta-d", "--select", "--download", "--gamma", "--tau",
+        "--stat-decay", "--residual", "--metrics", "--quiet", "--help",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strstr(text, names[i]))
+            fail_msg("usage does not mention %s", names[i]);
+    /* the real default of --participants, on its own line */
+    char *line = strstr(text, "--participants");
+    char *eol = strchr(line, '\n');
+    assert_non_null(eol);
+    *eol = '\0';
+    if (!strstr(line, "30"))
+        fail_msg("the --participants line \"%s\" does not show the default 30", line);
+    free(text);
+}
+
+/* The value cell of the table row for key, trimmed; "" if there is none. */
+static void table_value(const char *table, const char *key, char *out, size_t len)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "| %-14s | ", key);
+    out[0] = '\0';
+    const char *p = strstr(table, pattern);
+    if (!p)
+        return;
+    p += strlen(pattern);
+    const char *end = strstr(p, " |");
+    assert_non_null(end);
+    while (end > p && end[-1] == ' ')
+        end--;
+    size_t n = (size_t)(end - p) < len - 1 ? (size_t)(end - p) : len - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+static void assert_row(const char *table, const char *key, const char *want)
+{
+    char got[256];
+    table_value(table, key, got, sizeof got);
+    if (strcmp(got, want) != 0)
+        fail_msg("table row '%s' is \"%s\", expected \"%s\"\n%s", key, got, want, table);
+}
+
+static void test_print_shows_resolved_values(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--participants", "7", "--lr", "0.125", "--seed", "99", "--schedule", "sync",
+             "--theta-u", "0.01", "--residual", "--metrics", "out.csv", "--epochs", "4",
+             "--batch", "16", (char *)NULL);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    config_print(&c, out);
+    assert_int_equal(fclose(out), 0);
+    assert_row(text, "mode", "dssgd");
+    assert_row(text, "dataset", "fashion-mnist");
+    /* no --data-dir: the dataset's default directory, resolved */
+    assert_row(text, "data-dir", "/usr/share/datasets/fashion-mnist");
+    assert_row(text, "participants", "7");
+    assert_row(text, "partition", "paper");
+    assert_row(text, "shard-size", "600");
+    assert_row(text, "epochs", "4");
+    assert_row(text, "lr", "0.125");
+    assert_row(text, "batch", "16");
+    assert_row(text, "seed", "99");
+    assert_row(text, "schedule", "sync");
+    assert_row(text, "theta-u", "0.01");
+    assert_row(text, "theta-d", "1");
+    assert_row(text, "gamma", "inf");
+    assert_row(text, "residual", "on");
+    assert_row(text, "metrics", "out.csv");
+    free(text);
+}
+
+/* ---- repeated calls --------------------------------------------------------- */
+
+static void test_repeated_calls_start_fresh(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    parse_ok(&c, "--lr", "0.2", "--epochs", "3", (char *)NULL);
+    assert_true(c.lr == 0.2);
+    /* a failed parse, a help request and a stray argument in between */
+    assert_int_equal(parse(&c, err, "--batch", "0", (char *)NULL), -1);
+    assert_int_equal(parse(&c, err, "--help", "--lr", "0.9", (char *)NULL), 1);
+    assert_int_equal(parse(&c, err, "--lr", "0.1", "stray", "--epochs", "2", (char *)NULL), -1);
+    assert_int_equal(parse(&c, err, "--bogus", "--lr", "0.9", (char *)NULL), -1);
+    assert_int_equal(parse(&c, err, "--lr", (char *)NULL), -1);
+    /* each later parse sees all of its own options, none of the old ones */
+    parse_ok(&c, "--lr", "0.3", (char *)NULL);
+    assert_true(c.lr == 0.3);
+    assert_int_equal(c.epochs, 20);
+    parse_ok(&c, "--epochs", "5", "--lr", "0.4", (char *)NULL);
+    assert_true(c.lr == 0.4);
+    assert_int_equal(c.epochs, 5);
+}
+
+/* What one run of `steps` in a child process found. */
+typedef struct {
+    int rc[2];
+    double lr[2];
+    char err[2][ERR_LEN];
+} child_result;
+
+/* Runs "train" + first, then "train" + second, in a child process: a
+ * failure there leaves getopt's hidden state behind, and it must not leak into
+ * the other tests of this binary. */
+static child_result parse_twice_in_child(char **first, int first_argc, char **second,
+                                         int second_argc)
+{
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fd[0]);
+        child_result r;
+        memset(&r, 0, sizeof r);
+        config_t c;
+        char **argvs[2] = {first, second};
+        int argcs[2] = {first_argc, second_argc};
+        for (int i = 0; i < 2; i++) {
+            config_defaults(&c);
+            r.rc[i] = config_parse(&c, argcs[i], argvs[i], NULL, r.err[i]);
+            r.lr[i] = c.lr;
+        }
+        ssize_t w = write(fd[1], &r, sizeof r);
+        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fd[1]);
+    child_result r;
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = read(fd[0], (char *)&r + got, sizeof r - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(got, sizeof r);
+    return r;
+}
+
+static void test_refuses_single_dash_typo_naming_it(void **state)
+{
+    (void)state;
+    /* "-lr 0.1" (one dash) is read by getopt as short options 'l', 'r' */
+    char *first[] = {"train", "-lr", "0.1", NULL};
+    char *second[] = {"train", NULL};
+    child_result r = parse_twice_in_child(first, 3, second, 1);
+    assert_int_equal(r.rc[0], -1);
+    if (!strstr(r.err[0], "-l"))
+        fail_msg("message \"%s\" should name the option '-lr'", r.err[0]);
+}
+
+static void test_parse_after_bad_short_option_starts_fresh(void **state)
+{
+    (void)state;
+    /* A refused "-lr" stops getopt in the middle of "-lr"; the next call,
+     * with its own argv, must not resume scanning the old one. */
+    char *first[] = {"train", "-lr", "0.1", NULL};
+    char *second[] = {"train", "--lr", "0.2", NULL};
+    child_result r = parse_twice_in_child(first, 3, second, 3);
+    assert_int_equal(r.rc[0], -1);
+    if (r.rc[1] != 0)
+        fail_msg("second parse refused: \"%s\"", r.err[1]);
+    assert_true(r.lr[1] == 0.2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_options_gives_the_defaults),
+        cmocka_unit_test(test_every_option_sets_its_field),
+        cmocka_unit_test(test_every_choice_maps_to_its_value),
+        cmocka_unit_test(test_equals_form_and_range_edges_accepted),
+        cmocka_unit_test(test_gamma_inf_accepted),
+        cmocka_unit_test(test_refuses_nonpositive_lr),
+        cmocka_unit_test(test_refuses_batch_out_of_range),
+        cmocka_unit_test(test_refuses_zero_epochs),
+        cmocka_unit_test(test_refuses_zero_participants),
+        cmocka_unit_test(test_refuses_theta_u_outside_zero_one),
+        cmocka_unit_test(test_refuses_zero_theta_d),
+        cmocka_unit_test(test_refuses_nonpositive_gamma),
+        cmocka_unit_test(test_refuses_negative_tau),
+        cmocka_unit_test(test_refuses_stat_decay_outside_zero_one),
+        cmocka_unit_test(test_refuses_nonpositive_alpha),
+        cmocka_unit_test(test_refuses_non_numeric_values),
+        cmocka_unit_test(test_refuses_trailing_garbage),
+        cmocka_unit_test(test_refuses_unknown_choice_listing_the_choices),
+        cmocka_unit_test(test_refuses_unknown_long_option),
+        cmocka_unit_test(test_refuses_missing_value),
+        cmocka_unit_test(test_refuses_stray_positional_argument),
+        cmocka_unit_test(test_refuses_mnist_without_data_dir),
+        cmocka_unit_test(test_refuses_overlong_path),
+        cmocka_unit_test(test_help_returns_one_and_lists_every_option),
+        cmocka_unit_test(test_print_shows_resolved_values),
+        cmocka_unit_test(test_repeated_calls_start_fresh),
+        cmocka_unit_test(test_refuses_single_dash_typo_naming_it),
+        cmocka_unit_test(test_parse_after_bad_short_option_starts_fresh),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

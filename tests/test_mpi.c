@@ -1,0 +1,326 @@
+/* test_mpi: run under mpirun with 1, 2 and 3 ranks. Proves the invariants of
+ * DESIGN.md sec. 1 on the real driver: same bits whatever the rank count,
+ * N = 1 equals plain SGD, and hostile uploads change nothing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "err.h"
+#include "model.h"
+#include "rng.h"
+#include "run.h"
+#include "select.h"
+#include "sgd.h"
+
+static int rank, size;
+
+/* A small but real task: Fashion-MNIST, a small MLP, a few participants. */
+static void small_config(config_t *c)
+{
+    config_defaults(c);
+    strcpy(c->model, "d16-relu,d10");
+    c->participants = 5;
+    c->shard_size = 100;
+    c->partition = PARTITION_PAPER;
+    c->epochs = 3;
+    c->eval_size = 300;
+    c->batch = 8;
+    c->lr = 0.1;
+    c->seed = 77;
+    c->quiet = 1;
+}
+
+/* Waits for rank 0 without spinning a core (rank 0 may be computing alone). */
+static void gentle_barrier(void)
+{
+    MPI_Request req;
+    MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    int done = 0;
+    while (!done) {
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (!done)
+            nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+}
+
+static void run_ok(const config_t *c, MPI_Comm comm, const run_hooks *hooks, run_result *r)
+{
+    char err[ERR_LEN] = "";
+    if (run_train(c, comm, hooks, r, err))
+        fail_msg("run_train: %s", err);
+}
+
+/* The run on all ranks and the same run in one process give the same bits:
+ * global parameters and every metrics figure but the time. */
+static void same_bits_as_one_process(config_schedule schedule, double theta_u, int residual)
+{
+    config_t c;
+    small_config(&c);
+    c.schedule = schedule;
+    c.theta_u = theta_u;
+    c.residual = residual;
+    c.download = DOWNLOAD_STAT;
+    c.theta_d = 0.5;
+    run_result all;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &all);
+    if (rank == 0) {
+        run_result one;
+        run_ok(&c, MPI_COMM_SELF, NULL, &one);
+        assert_int_equal(all.n, one.n);
+        assert_memory_equal(all.params, one.params, all.n * sizeof(float));
+        for (int e = 0; e < c.epochs; e++) {
+            metrics_row a = all.rows[e], b = one.rows[e];
+            a.seconds = b.seconds = 0;
+            assert_memory_equal(&a, &b, sizeof a);
+        }
+        run_result_free(&one);
+    }
+    gentle_barrier();
+    run_result_free(&all);
+}
+
+static void test_round_robin_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    same_bits_as_one_process(SCHEDULE_ROUND_ROBIN, 0.1, 0);
+}
+
+static void test_random_schedule_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    same_bits_as_one_process(SCHEDULE_RANDOM, 0.05, 1);
+}
+
+static void test_sync_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    same_bits_as_one_process(SCHEDULE_SYNC, 0.2, 0);
+}
+
+/* Same seed, same run: two runs on all ranks agree bit for bit. */
+static void test_same_seed_same_bits(void **state)
+{
+    (void)state;
+    config_t c;
+    small_config(&c);
+    c.schedule = SCHEDULE_RANDOM;
+    run_result a, b;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &a);
+    run_ok(&c, MPI_COMM_WORLD, NULL, &b);
+    if (rank == 0)
+        assert_memory_equal(a.params, b.params, a.n * sizeof(float));
+    run_result_free(&a);
+    run_result_free(&b);
+}
+
+/* N = 1, theta_u = theta_d = 1, gamma = inf: the global model equals plain
+ * SGD on the participant's shard, computed here independently, where each
+ * epoch ends with the protocol's one rounding w + fl(w' - w) (float32 deltas
+ * cannot carry w' - w exactly when a weight crosses zero; see README). */
+static void test_single_participant_full_sharing_is_plain_sgd(void **state)
+{
+    (void)state;
+    config_t c;
+    small_config(&c);
+    c.participants = 1;
+    c.shard_size = 300;
+    c.theta_u = 1;
+    c.theta_d = 1;
+    c.download = DOWNLOAD_ALL;
+    c.epochs = 3;
+    run_result r;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &r);
+    if (rank == 0) {
+        char err[ERR_LEN];
+        dataset_t train;
+        model_t m;
+        assert_int_equal(dataset_load(dataset_default_dir("fashion-mnist"), 1, &train, err), 0);
+        assert_int_equal(model_build(&m, c.model, 28, 28, 10, err), 0);
+        dataset_shards shards;
+        rng_t part, init, sgd_rng;
+        rng_init(&part, c.seed, RNG_STREAM_PARTITION);
+        assert_int_equal(dataset_partition_make(&train, c.partition, 1, c.shard_size, c.alpha,
+                                                &part, &shards, err), 0);
+        float *w = malloc(m.num_params * sizeof *w), *plain = malloc(m.num_params * sizeof *w);
+        float *before = malloc(m.num_params * sizeof *w);
+        rng_init(&init, c.seed, RNG_STREAM_INIT);
+        model_init_params(&m, w, &init);
+        memcpy(plain, w, m.num_params * sizeof *w);
+        rng_init(&sgd_rng, c.seed, rng_participant_stream(0));
+        rng_t plain_rng = sgd_rng;
+        uint32_t *order = malloc(c.shard_size * sizeof *order);
+        uint32_t *plain_order = malloc(c.shard_size * sizeof *order);
+        memcpy(order, shards.indices[0], c.shard_size * sizeof *order);
+        memcpy(plain_order, order, c.shard_size * sizeof *order);
+        model_ws *ws = model_ws_create(&m, c.batch);
+        sgd_stats stats;
+        for (int e = 0; e < c.epochs; e++) {
+            memcpy(before, w, m.num_params * sizeof *w);
+            sgd_epoch(&m, w, ws, &train, order, c.shard_size, c.batch, (float)c.lr, &sgd_rng,
+                      &stats);
+            for (size_t i = 0; i < m.num_params; i++)
+                w[i] = before[i] + (w[i] - before[i]);
+            sgd_epoch(&m, plain, ws, &train, plain_order, c.shard_size, c.batch, (float)c.lr,
+                      &plain_rng, &stats);
+        }
+        assert_memory_equal(r.params, w, m.num_params * sizeof *w);
+        /* And the rounding is the only difference from SGD with no protocol
+         * at all: tiny (1e-5 absolute after 3 epochs). */
+        size_t differ = 0;
+        for (size_t i = 0; i < m.num_params; i++) {
+            differ += r.params[i] != plain[i];
+            assert_float_equal(r.params[i], plain[i], 1e-5);
+        }
+        print_message("N=1 theta=1: %zu of %zu parameters differ from protocol-free SGD "
+                      "in the last bits\n", differ, m.num_params);
+        free(w); free(plain); free(before); free(order); free(plain_order);
+        model_ws_free(ws);
+        dataset_shards_free(&shards);
+        dataset_free(&train);
+    }
+    gentle_barrier();
+    run_result_free(&r);
+}
+
+/* async: nondeterministic order, but every participant uploads once per
+ * epoch and the model learns. */
+static void test_async_serves_every_participant_each_epoch(void **state)
+{
+    (void)state;
+    config_t c;
+    small_config(&c);
+    c.schedule = SCHEDULE_ASYNC;
+    c.participants = 6;
+    run_result r;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &r);
+    if (rank == 0)
+        for (int e = 0; e < c.epochs; e++) {
+            assert_int_equal(r.rows[e].uploads_accepted, 6);
+            assert_int_equal(r.rows[e].uploads_rejected, 0);
+            assert_true(r.rows[e].global_acc > 0.3); /* chance is 0.1 */
+        }
+    run_result_free(&r);
+}
+
+/* ---- hostile participant ----------------------------------------------- */
+
+enum { HOSTILE_KINDS = 12 };
+typedef struct { int calls; size_t k; uint32_t n; int honest; } hostile;
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* x86: little-endian */
+
+/* Participant 1's uploads: a different malformation each epoch (or, for the
+ * reference run, a valid empty upload, which changes nothing either). */
+static size_t tamper(void *arg, uint32_t participant, uint32_t epoch, uint8_t *msg, size_t len,
+                     size_t cap)
+{
+    hostile *h = arg;
+    if (participant != 1)
+        return len;
+    uint32_t count;
+    memcpy(&count, msg + 20, 4);
+    if (h->honest) {
+        put32(msg + 20, 0);
+        return WIRE_HEADER_BYTES;
+    }
+    uint8_t *idx = msg + WIRE_HEADER_BYTES, *val = idx + 4 * (size_t)count;
+    float nan = NAN, inf = INFINITY, big = 1.0f;
+    switch ((h->calls++) % HOSTILE_KINDS) {
+    case 0: msg[0] ^= 0xff; break;                              /* bad magic */
+    case 1: msg[4] = 9; break;                                  /* bad version */
+    case 2: /* more entries than k: a longer, well-formed message */
+        put32(msg + 20, (uint32_t)h->k + 1);
+        memset(msg + WIRE_HEADER_BYTES, 0, cap - WIRE_HEADER_BYTES);
+        for (uint32_t i = 0; i <= h->k; i++)
+            put32(msg + WIRE_HEADER_BYTES + 4 * i, i);
+        return wire_size(h->k + 1);
+    case 3: put32(idx, h->n); break;                            /* index out of range */
+    case 4: memcpy(idx, idx + 4, 4); break;                     /* repeated index */
+    case 5: memcpy(val, &nan, 4); break;
+    case 6: memcpy(val + 4, &inf, 4); break;
+    case 7: memcpy(val, &big, 4); break;                        /* beyond gamma */
+    case 8: return len - 3;                                     /* truncated */
+    case 9: put32(msg + 8, 0); break;                           /* claims participant 0 */
+    case 10: put32(msg + 12, epoch + 1); break;                 /* wrong epoch */
+    case 11: msg[len] = 0; return len + 1;                      /* trailing byte */
+    }
+    return len;
+}
+
+static void test_hostile_uploads_are_refused_and_change_nothing(void **state)
+{
+    (void)state;
+    if (size < 2) {
+        skip(); /* needs a participant on a rank other than the server's */
+        return;
+    }
+    config_t c;
+    small_config(&c);
+    c.epochs = HOSTILE_KINDS;
+    c.gamma = 0.5;
+    c.theta_u = 0.05;
+    c.eval_size = 100;
+    char err[ERR_LEN];
+    model_t m;
+    model_build(&m, c.model, 28, 28, 10, err);
+    hostile bad = {0, select_count(c.theta_u, m.num_params), (uint32_t)m.num_params, 0};
+    hostile good = bad;
+    good.honest = 1;
+    int victim_rank = 1 + 1 % (size - 1); /* where participant 1 lives */
+    run_hooks hb = {victim_rank, tamper, &bad}, hg = {victim_rank, tamper, &good};
+    run_result rb, rg;
+    run_ok(&c, MPI_COMM_WORLD, &hb, &rb);
+    run_ok(&c, MPI_COMM_WORLD, &hg, &rg);
+    if (rank == 0) {
+        assert_memory_equal(rb.params, rg.params, rb.n * sizeof(float));
+        uint64_t rejected = 0, accepted = 0;
+        for (int e = 0; e < c.epochs; e++) {
+            rejected += rb.rows[e].uploads_rejected;
+            accepted += rb.rows[e].uploads_accepted;
+            assert_int_equal(rg.rows[e].uploads_rejected, 0);
+        }
+        assert_int_equal(rejected, HOSTILE_KINDS);
+        assert_int_equal(accepted, (uint64_t)(c.participants - 1) * c.epochs);
+        const wire_reason expected[] = {WIRE_BAD_MAGIC, WIRE_BAD_VERSION, WIRE_TOO_MANY,
+            WIRE_BAD_INDEX, WIRE_NOT_INCREASING, WIRE_NOT_FINITE, WIRE_OUT_OF_BOUNDS,
+            WIRE_TRUNCATED, WIRE_BAD_SENDER, WIRE_BAD_EPOCH, WIRE_BAD_LENGTH};
+        for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+            if (rb.rejected_for[expected[i]] == 0)
+                fail_msg("no upload refused as '%s'", wire_reason_name(expected[i]));
+    }
+    run_result_free(&rb);
+    run_result_free(&rg);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_robin_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_random_schedule_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_sync_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_same_seed_same_bits),
+        cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),
+        cmocka_unit_test(test_async_serves_every_participant_each_epoch),
+        cmocka_unit_test(test_hostile_uploads_are_refused_and_change_nothing),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* Any rank's failure fails the whole test. */
+    int any = 0;
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return any ? 1 : 0;
+}
