@@ -61,7 +61,7 @@ $(BUILD)/dssgd: $(BUILD)/main.o $(LIB_OBJS)
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(CMOCKA_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/bench: $(BUILD)/tests/bench.o $(LIB_OBJS)
+$(BUILD)/bench: $(BUILD)/tests/bench.o $(BUILD)/tests/bench_select.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(LDLIBS) -o $@
 
 # The whole suite: unit tests, then MPI and end-to-end tests.
@@ -74,6 +74,7 @@ demo: $(BUILD)/dssgd
 
 bench: $(BUILD)/bench $(BUILD)/dssgd
 	OPENBLAS_NUM_THREADS=1 $(BUILD)/bench
+	@bash tests/bench-epochs.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

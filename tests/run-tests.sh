@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the whole suite: every unit test binary, then the MPI tests under
+# mpirun with 1, 2 and 3 ranks, then end-to-end checks of the dssgd binary.
+# Usage: tests/run-tests.sh BUILD_DIR
+set -uo pipefail
+build=${1:-build}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+failed=()
+
+for t in "$build"/tests/test_*; do
+  [[ -x "$t" && "$t" != *.d && "$t" != *.o ]] || continue
+  name=$(basename "$t")
+  [[ "$name" == test_mpi ]] && continue
+  echo "== $name"
+  if ! timeout 300 "$t"; then failed+=("$name"); fi
+done
+
+for np in 1 2 3; do
+  echo "== test_mpi on $np rank(s)"
+  if ! timeout 600 mpirun --oversubscribe -np "$np" "$build/tests/test_mpi"; then
+    failed+=("test_mpi/np$np")
+  fi
+done
+
+echo "== end-to-end"
+if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
+
+if ((${#failed[@]})); then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "ALL TESTS PASSED"
