@@ -1,0 +1,67 @@
+/* checkpoint: the whole state of a run in one HDF5 file, written atomically
+ * (temporary name, flush, fsync, rename, fsync of the directory), and read
+ * back with every field checked. Pure I/O: run.c gathers and scatters. */
+#ifndef DSSGD_CHECKPOINT_H
+#define DSSGD_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rng.h"
+
+#define CKPT_FORMAT "dssgd-checkpoint"
+#define CKPT_VERSION 1
+
+/* Layout (DESIGN.md sec. 5):
+ *   /                      attrs: format (string), version (int), epoch, seed (u64),
+ *                                 config (string: the resolved configuration),
+ *                                 model (string: normalised model spec)
+ *   /server/params         float32[n]
+ *   /server/stat           float64[n]
+ *   /server/rng            uint64[2][RNG_STATE_WORDS]  (download rng, schedule rng)
+ *   /server/counters       uint64[2]                   (uploads accepted, rejected)
+ *   /participants/params   float32[N][n]
+ *   /participants/residual float32[N][n]               (only when has_residual)
+ *   /participants/rng      uint64[N][RNG_STATE_WORDS]
+ *   /participants/epsilon  float64[N]                  (cumulative epsilon spent)
+ */
+typedef struct {
+    uint64_t epoch;                 /* epochs completed */
+    uint64_t seed;
+    char *config;                   /* owned, NUL-terminated */
+    char *model;                    /* owned, NUL-terminated */
+    uint64_t n;                     /* parameters */
+    uint32_t participants;          /* N */
+    float *server_params;           /* (n) */
+    double *server_stat;            /* (n) */
+    uint64_t server_rng[2][RNG_STATE_WORDS];
+    uint64_t counters[2];
+    float *part_params;             /* (N, n) */
+    int has_residual;
+    float *part_residual;           /* (N, n) when has_residual, else NULL */
+    uint64_t *part_rng;             /* (N, RNG_STATE_WORDS) */
+    double *part_epsilon;           /* (N) */
+} ckpt_state;
+
+/* Allocates the arrays of s for n parameters and N participants (zeroed);
+ * config/model are left NULL. -1 if out of memory. */
+int ckpt_state_alloc(ckpt_state *s, uint64_t n, uint32_t participants, int has_residual);
+/* Frees every array and string; accepts a zeroed struct. */
+void ckpt_state_free(ckpt_state *s);
+
+/* Writes s to path atomically: the file at path is always either the
+ * previous whole checkpoint or the new whole one. Not collective (rank 0). */
+int ckpt_save(const char *path, const ckpt_state *s, char *err);
+
+/* Reads and validates a checkpoint: format name, version, every dataset's
+ * presence, type and shape against n and N from the attributes, finite
+ * parameters, a valid rng state. Refuses with a message saying why (naming
+ * the file and what differs). On error *s is left zeroed. */
+int ckpt_load(const char *path, ckpt_state *s, char *err);
+
+/* Prints format, version, epoch, seed, n, N, residual, the model and the
+ * configuration of a checkpoint (for `dssgd inspect FILE`). */
+int ckpt_inspect(const char *path, FILE *out, char *err);
+
+#endif
