@@ -12,7 +12,7 @@
 
 typedef enum { MODE_DSSGD, MODE_CENTRALIZED, MODE_STANDALONE } config_mode;
 typedef enum { SCHEDULE_ROUND_ROBIN, SCHEDULE_RANDOM, SCHEDULE_ASYNC, SCHEDULE_SYNC } config_schedule;
-typedef enum { SELECT_LARGEST, SELECT_RANDOM } config_select;
+typedef enum { SELECT_LARGEST, SELECT_RANDOM, SELECT_SVT } config_select;
 typedef enum { DOWNLOAD_STAT, DOWNLOAD_RANDOM, DOWNLOAD_ALL } config_download;
 
 typedef struct {
@@ -41,6 +41,9 @@ typedef struct {
     double tau;                       /* threshold of --select random */
     double stat_decay;                /* beta: stat <- beta * stat each epoch */
     int residual;                     /* error feedback */
+    /* privacy (--select svt) */
+    double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */
+    double dp_max_epsilon;            /* cumulative cap per participant; INFINITY = none */
     /* output */
     char metrics[CONFIG_PATH_LEN];    /* "" = none */
     int quiet;                        /* no progress lines */

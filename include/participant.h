@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dp.h"
 #include "dataset.h"
 #include "model.h"
 #include "select.h"
@@ -24,6 +25,9 @@ typedef struct {
     size_t k_up;               /* entries uploaded: ceil(theta_u n) */
     config_select select;
     float tau, gamma;
+    double dp_epsilon;         /* --select svt: epsilon per epoch */
+    double dp_max_epsilon;     /* cap on each participant's total */
+    uint32_t *perm;            /* (n) scratch of the mechanism's visiting order */
     float *before;             /* (n) parameters before local training */
     float *delta;              /* (n) the change to select from */
     uint32_t *idx;             /* (n) selected / downloaded indices */
@@ -47,6 +51,8 @@ void participant_free(participant_t *p);
 uint32_t participant_id(const participant_t *p);
 float *participant_params(participant_t *p);
 const float *participant_residual(const participant_t *p); /* NULL without --residual */
+/* The privacy ledger (all zero without --select svt). */
+const dp_ledger *participant_ledger(const participant_t *p);
 
 /* Overwrites the entries named in a download message. The server is
  * trusted less than fully: the message is validated first. */
@@ -57,8 +63,10 @@ wire_reason participant_download(participant_t *p, participant_ctx *ctx, const u
 void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats);
 
 /* One DSSGD epoch after the download: train, then choose and clip the
- * upload, update the residual, and pack the upload message into buf
- * (capacity wire_size(k_up)). Returns the message length. */
+ * upload (by --select; with svt, through the mechanism, charging the
+ * ledger, and sending nothing once the cap would be exceeded), update the
+ * residual, and pack the upload message into buf (capacity wire_size(k_up)).
+ * Returns the message length. */
 size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch, uint8_t *buf,
                          size_t cap, sgd_stats *stats);
 

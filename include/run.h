@@ -27,6 +27,7 @@ typedef struct {
     float *params;            /* (n) final global model (centralized: its model); rank 0 */
     int epochs;
     metrics_row *rows;        /* (epochs) rank 0 */
+    double *part_epsilon;     /* (participants) cumulative epsilon, rank 0 */
     uint64_t rejected_for[WIRE_REASONS];
 } run_result;
 

@@ -12,7 +12,7 @@
 
 static const char *const mode_names[] = {"dssgd", "centralized", "standalone"};
 static const char *const schedule_names[] = {"round-robin", "random", "async", "sync"};
-static const char *const select_names[] = {"largest", "random"};
+static const char *const select_names[] = {"largest", "random", "svt"};
 static const char *const download_names[] = {"stat", "random", "all"};
 static const char *const partition_names[] = {"iid", "paper", "dirichlet"};
 
@@ -46,6 +46,7 @@ void config_defaults(config_t *c)
     c->gamma = INFINITY;
     c->tau = 0.0;
     c->stat_decay = 1.0;
+    c->dp_max_epsilon = INFINITY;
 }
 
 /* ---- strict value parsing ---------------------------------------------- */
@@ -110,7 +111,7 @@ enum {
     OPT_DATASET = 256, OPT_DATA_DIR, OPT_EVAL_SIZE, OPT_MODEL, OPT_MODE, OPT_PARTICIPANTS,
     OPT_PARTITION, OPT_SHARD_SIZE, OPT_ALPHA, OPT_SCHEDULE, OPT_EPOCHS, OPT_LR, OPT_BATCH,
     OPT_SEED, OPT_THETA_U, OPT_THETA_D, OPT_SELECT, OPT_DOWNLOAD, OPT_GAMMA, OPT_TAU,
-    OPT_STAT_DECAY, OPT_RESIDUAL, OPT_METRICS, OPT_QUIET, OPT_HELP,
+    OPT_STAT_DECAY, OPT_RESIDUAL, OPT_DP_EPSILON, OPT_DP_MAX_EPSILON, OPT_METRICS, OPT_QUIET, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -136,6 +137,8 @@ static const struct option long_options[] = {
     {"tau", required_argument, 0, OPT_TAU},
     {"stat-decay", required_argument, 0, OPT_STAT_DECAY},
     {"residual", no_argument, 0, OPT_RESIDUAL},
+    {"dp-epsilon", required_argument, 0, OPT_DP_EPSILON},
+    {"dp-max-epsilon", required_argument, 0, OPT_DP_MAX_EPSILON},
     {"metrics", required_argument, 0, OPT_METRICS},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"help", no_argument, 0, OPT_HELP},
@@ -172,12 +175,17 @@ void config_usage(FILE *out)
 "Protocol (mode dssgd)\n"
 "  --theta-u T           fraction of parameters uploaded, (0, 1]    [%g]\n"
 "  --theta-d T           fraction of parameters downloaded, (0, 1]  [%g]\n"
-"  --select S            largest | random (above --tau)             [%s]\n"
+"  --select S            largest | random (above --tau) | svt (differential privacy)\n"
+"                                                                   [%s]\n"
 "  --download D          stat | random | all                        [%s]\n"
 "  --gamma G             clip uploads to [-G, G], > 0, inf = off     [%g]\n"
 "  --tau T               threshold of --select random (>= 0)        [%g]\n"
 "  --stat-decay B        stat <- B * stat each epoch, (0, 1]        [%g]\n"
 "  --residual            error feedback: keep the unsent part of the update\n"
+"Privacy (--select svt: the sparse vector technique, needs a finite --gamma)\n"
+"  --dp-epsilon E        epsilon per participant per epoch (> 0)    [required with svt]\n"
+"  --dp-max-epsilon B    a participant stops uploading rather than spend beyond B\n"
+"                        in total (basic composition)               [none]\n"
 "Output\n"
 "  --metrics FILE        CSV row per epoch (rank 0)                 [none]\n"
 "  --quiet               no per-epoch progress lines on stderr\n",
@@ -195,8 +203,18 @@ int config_validate(const config_t *c, char *err)
     if (c->partition == PARTITION_IID || c->partition == PARTITION_DIRICHLET) {
         /* checked against the data size when the shards are made */
     }
-    if (c->select == SELECT_RANDOM && c->mode == MODE_DSSGD && c->tau < 0)
-        return err_set(err, "--tau must be >= 0");
+    if (c->select == SELECT_SVT) {
+        if (c->dp_epsilon <= 0)
+            return err_set(err, "--select svt needs --dp-epsilon E > 0 (epsilon per participant "
+                           "per epoch)");
+        if (!isfinite(c->gamma))
+            return err_set(err, "--select svt needs a finite --gamma: the mechanism's sensitivity "
+                           "is 2 gamma");
+        if (c->mode != MODE_DSSGD)
+            return err_set(err, "--select svt applies to --mode dssgd only");
+    } else if (c->dp_epsilon > 0 || isfinite(c->dp_max_epsilon)) {
+        return err_set(err, "--dp-epsilon and --dp-max-epsilon apply only with --select svt");
+    }
     return 0;
 }
 
@@ -274,6 +292,10 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
         case OPT_TAU: rc = parse_double(name, optarg, 0, INFINITY, 0, &c->tau, err); break;
         case OPT_STAT_DECAY: rc = parse_double(name, optarg, 0, 1, 1, &c->stat_decay, err); break;
         case OPT_RESIDUAL: c->residual = 1; break;
+        case OPT_DP_EPSILON: rc = parse_double(name, optarg, 0, 1e12, 1, &c->dp_epsilon, err); break;
+        case OPT_DP_MAX_EPSILON:
+            rc = parse_double(name, optarg, 0, INFINITY, 1, &c->dp_max_epsilon, err);
+            break;
         case OPT_METRICS: rc = copy_string(name, optarg, c->metrics, sizeof c->metrics, err); break;
         case OPT_QUIET: c->quiet = 1; break;
         case OPT_HELP:
@@ -325,10 +347,14 @@ void config_print(const config_t *c, FILE *out)
         ROW_S("select", select_names[c->select]);
         ROW_S("download", download_names[c->download]);
         ROW_F("gamma", "%g", c->gamma);
-        if (c->select == SELECT_RANDOM)
+        if (c->select != SELECT_LARGEST)
             ROW_F("tau", "%g", c->tau);
         ROW_F("stat-decay", "%g", c->stat_decay);
         ROW_S("residual", c->residual ? "on" : "off");
+        if (c->select == SELECT_SVT) {
+            ROW_F("dp-epsilon", "%g", c->dp_epsilon);
+            ROW_F("dp-max-epsilon", "%g", c->dp_max_epsilon);
+        }
     }
     ROW_S("metrics", c->metrics[0] ? c->metrics : "(none)");
 #undef ROW_S

@@ -3,6 +3,7 @@
 #include "participant.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,9 @@ struct participant {
     float *residual;       /* (n) unsent part of past updates, or NULL */
     uint32_t *shard;       /* (shard_size) training example indices */
     size_t shard_size;
-    rng_t rng;             /* shuffling and random selection */
+    rng_t rng;             /* shuffling, random selection and DP noise */
+    dp_ledger ledger;
+    int told_budget;       /* said once that the cap stopped the uploads */
 };
 
 int participant_ctx_init(participant_ctx *ctx, size_t n)
@@ -26,7 +29,8 @@ int participant_ctx_init(participant_ctx *ctx, size_t n)
     ctx->idx = err_calloc(n, sizeof(uint32_t));
     ctx->val = err_calloc(n, sizeof(float));
     ctx->sel = select_ws_create(n);
-    if (!ctx->before || !ctx->delta || !ctx->idx || !ctx->val || !ctx->sel) {
+    ctx->perm = err_calloc(n, sizeof(uint32_t));
+    if (!ctx->before || !ctx->delta || !ctx->idx || !ctx->val || !ctx->sel || !ctx->perm) {
         participant_ctx_free(ctx);
         return -1;
     }
@@ -40,8 +44,9 @@ void participant_ctx_free(participant_ctx *ctx)
     free(ctx->idx);
     free(ctx->val);
     select_ws_free(ctx->sel);
+    free(ctx->perm);
     ctx->before = ctx->delta = ctx->val = NULL;
-    ctx->idx = NULL;
+    ctx->idx = ctx->perm = NULL;
     ctx->sel = NULL;
 }
 
@@ -79,6 +84,7 @@ void participant_free(participant_t *p)
 uint32_t participant_id(const participant_t *p) { return p->id; }
 float *participant_params(participant_t *p) { return p->w; }
 const float *participant_residual(const participant_t *p) { return p->residual; }
+const dp_ledger *participant_ledger(const participant_t *p) { return &p->ledger; }
 
 wire_reason participant_download(participant_t *p, participant_ctx *ctx, const uint8_t *msg,
                                  size_t len, uint32_t epoch)
@@ -117,13 +123,27 @@ size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch,
             d[i] = 0.0f;
     }
 
-    size_t count;
-    if (ctx->select == SELECT_LARGEST)
-        count = select_largest_abs(d, n, ctx->k_up, ctx->idx, ctx->sel);
-    else
-        count = select_random_above(d, n, ctx->k_up, ctx->tau, &p->rng, ctx->idx);
-    for (size_t i = 0; i < count; i++)
-        ctx->val[i] = select_clip(d[ctx->idx[i]], ctx->gamma);
+    size_t count = 0;
+    if (ctx->select == SELECT_SVT) {
+        /* The mechanism picks and noises the values itself; nothing else
+         * about d leaves the participant. */
+        if (dp_ledger_spend(&p->ledger, ctx->dp_epsilon, ctx->dp_max_epsilon)) {
+            dp_svt_params dp = {ctx->dp_epsilon, ctx->k_up, ctx->gamma, ctx->tau};
+            count = dp_svt_select(d, n, &dp, &p->rng, ctx->perm, ctx->idx, ctx->val);
+        } else if (!p->told_budget) {
+            fprintf(stderr, "dssgd: participant %u stops uploading at epoch %u: another epoch "
+                    "would take its epsilon from %g past the cap %g\n", p->id, epoch,
+                    p->ledger.spent, ctx->dp_max_epsilon);
+            p->told_budget = 1;
+        }
+    } else {
+        if (ctx->select == SELECT_LARGEST)
+            count = select_largest_abs(d, n, ctx->k_up, ctx->idx, ctx->sel);
+        else
+            count = select_random_above(d, n, ctx->k_up, ctx->tau, &p->rng, ctx->idx);
+        for (size_t i = 0; i < count; i++)
+            ctx->val[i] = select_clip(d[ctx->idx[i]], ctx->gamma);
+    }
 
     if (p->residual) {
         /* Keep what was not sent: everything, minus the sent (clipped) values. */

@@ -40,6 +40,7 @@ typedef struct {
     size_t down_cap, up_cap;
     server_t *server;             /* rank 0, mode dssgd */
     double *part_acc;             /* (participants) rank 0 */
+    double *part_eps;             /* (participants) cumulative epsilon, rank 0 */
     uint64_t bytes_up, bytes_down;/* this epoch */
 } run_state;
 
@@ -157,6 +158,8 @@ static int setup(run_state *st, char *err)
         st->ctx.select = c->select;
         st->ctx.tau = (float)c->tau;
         st->ctx.gamma = (float)c->gamma;
+        st->ctx.dp_epsilon = c->dp_epsilon;
+        st->ctx.dp_max_epsilon = c->dp_max_epsilon;
         st->ctx.ws = model_ws_create(&st->model, c->batch);
         if (!st->ctx.ws || participant_ctx_init(&st->ctx, st->n))
             return err_set(err, "out of memory for the training workspace");
@@ -169,7 +172,8 @@ static int setup(run_state *st, char *err)
         return err_set(err, "out of memory for message buffers");
     if (st->rank == 0) {
         st->part_acc = calloc((size_t)c->participants, sizeof *st->part_acc);
-        if (!st->part_acc)
+        st->part_eps = calloc((size_t)c->participants, sizeof *st->part_eps);
+        if (!st->part_acc || !st->part_eps)
             return err_set(err, "out of memory");
     }
     return 0;
@@ -187,6 +191,7 @@ static void teardown(run_state *st)
     free(st->down_buf);
     free(st->up_buf);
     free(st->part_acc);
+    free(st->part_eps);
     dataset_shards_free(&st->shards);
     dataset_free(&st->train);
     dataset_free(&st->test);
@@ -216,13 +221,16 @@ static size_t participant_step(run_state *st, participant_t *p, const uint8_t *d
     return len;
 }
 
-static void evaluate_local(run_state *st, double *acc)
+/* report[2s] = accuracy of local participant s, report[2s+1] = its
+ * cumulative epsilon: what rank 0 needs for the metrics row. */
+static void evaluate_local(run_state *st, double *report)
 {
     for (int s = 0; s < st->local_count; s++) {
         sgd_stats stats;
         sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
                      st->cfg->eval_size, &stats);
-        acc[s] = stats.accuracy;
+        report[2 * s] = stats.accuracy;
+        report[2 * s + 1] = participant_ledger(st->local[s])->spent;
     }
 }
 
@@ -243,7 +251,7 @@ static void send_upload(run_state *st, size_t len)
 /* Ranks > 0: obey the server's commands until told to stop. */
 static void worker_loop(run_state *st)
 {
-    double *acc = calloc((size_t)(st->local_count ? st->local_count : 1), sizeof *acc);
+    double *acc = calloc(2 * (size_t)(st->local_count ? st->local_count : 1), sizeof *acc);
     if (!acc)
         fatal(st, "out of memory");
     for (;;) {
@@ -287,7 +295,7 @@ static void worker_loop(run_state *st)
             mpi_check(MPI_Send(&done, 1, MPI_INT, 0, TAG_REPORT, st->comm), "MPI_Send(ack)", st);
         } else if (op == CMD_EVAL) {
             evaluate_local(st, acc);
-            mpi_check(MPI_Send(acc, st->local_count, MPI_DOUBLE, 0, TAG_REPORT, st->comm),
+            mpi_check(MPI_Send(acc, 2 * st->local_count, MPI_DOUBLE, 0, TAG_REPORT, st->comm),
                       "MPI_Send(report)", st);
         } else {
             fatal(st, "unknown command from the server");
@@ -502,23 +510,32 @@ static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
         row->global_acc = stats.accuracy;
         row->global_loss = stats.loss;
     }
+    double *report = calloc(2 * (size_t)N, sizeof *report);
+    if (!report)
+        fatal(st, "out of memory");
     if (st->size == 1) {
-        evaluate_local(st, st->part_acc);
+        evaluate_local(st, report);
+        for (int p = 0; p < N; p++) {
+            st->part_acc[p] = report[2 * p];
+            st->part_eps[p] = report[2 * p + 1];
+        }
     } else {
-        double *acc = calloc((size_t)N, sizeof *acc);
-        if (!acc)
-            fatal(st, "out of memory");
         for (int r = 1; r < st->size; r++) {
             MPI_Status status;
             wait_message(st, r, TAG_REPORT, &status);
             int hosted = r - 1 < N ? (N - 1 - (r - 1)) / (st->size - 1) + 1 : 0;
-            mpi_check(MPI_Recv(acc, hosted, MPI_DOUBLE, r, TAG_REPORT, st->comm, MPI_STATUS_IGNORE),
-                      "MPI_Recv(report)", st);
-            for (int s = 0; s < hosted; s++)
-                st->part_acc[r - 1 + s * (st->size - 1)] = acc[s];
+            mpi_check(MPI_Recv(report, 2 * hosted, MPI_DOUBLE, r, TAG_REPORT, st->comm,
+                               MPI_STATUS_IGNORE), "MPI_Recv(report)", st);
+            for (int s = 0; s < hosted; s++) {
+                st->part_acc[r - 1 + s * (st->size - 1)] = report[2 * s];
+                st->part_eps[r - 1 + s * (st->size - 1)] = report[2 * s + 1];
+            }
         }
-        free(acc);
     }
+    free(report);
+    row->epsilon = 0;
+    for (int p = 0; p < N; p++)
+        row->epsilon = fmax(row->epsilon, st->part_eps[p]);
     row->has_part = 1;
     row->part_acc_min = INFINITY;
     row->part_acc_max = -INFINITY;
@@ -588,6 +605,27 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     return rc;
 }
 
+/* The ledger at the end of a DP run, labelled so that the total epsilon
+ * (the guarantee) and the paper's per-parameter figure are not confused. */
+static void print_privacy_summary(run_state *st, FILE *out)
+{
+    const config_t *c = st->cfg;
+    int N = c->participants;
+    double lo = INFINITY, hi = 0;
+    for (int p = 0; p < N; p++) {
+        lo = fmin(lo, st->part_eps[p]);
+        hi = fmax(hi, st->part_eps[p]);
+    }
+    fprintf(out, "privacy (sparse vector technique, basic composition over epochs):\n"
+            "  epsilon per participant per epoch: %g; cap: %g\n"
+            "  TOTAL epsilon spent per participant (the guarantee): min %g, max %g\n",
+            c->dp_epsilon, c->dp_max_epsilon, lo, hi);
+    for (int p = 0; p < N; p++)
+        fprintf(out, "    participant %d: %g\n", p, st->part_eps[p]);
+    fprintf(out, "  per parameter, the paper's figure (epsilon per epoch / c, c = %zu): %g "
+            "-- not a guarantee on its own\n", st->k_up, c->dp_epsilon / (double)st->k_up);
+}
+
 static int run_distributed(run_state *st, FILE *metrics, run_result *result, char *err)
 {
     const config_t *c = st->cfg;
@@ -648,7 +686,12 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     }
     for (int r = 1; r < st->size; r++)
         send_cmd(st, r, CMD_STOP, 0, -1, 0);
+    if (c->select == SELECT_SVT && dssgd && rc == 0)
+        print_privacy_summary(st, stderr);
     if (result && rc == 0) {
+        result->part_epsilon = malloc((size_t)N * sizeof *result->part_epsilon);
+        if (result->part_epsilon)
+            memcpy(result->part_epsilon, st->part_eps, (size_t)N * sizeof *st->part_eps);
         for (int r = 0; r < WIRE_REASONS; r++)
             result->rejected_for[r] = server_rejected_for(st->server, (wire_reason)r);
         if (dssgd) {
@@ -708,5 +751,6 @@ void run_result_free(run_result *r)
         return;
     free(r->params);
     free(r->rows);
+    free(r->part_epsilon);
     memset(r, 0, sizeof *r);
 }

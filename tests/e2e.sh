@@ -13,7 +13,8 @@ fail() { echo "e2e FAIL: $*"; exit 1; }
 "$bin" train --help > "$tmp/help" || fail "--help exited non-zero"
 for opt in --dataset --data-dir --model --mode --participants --partition --shard-size \
            --alpha --schedule --epochs --lr --batch --seed --theta-u --theta-d --select \
-           --download --gamma --tau --stat-decay --residual --metrics --eval-size; do
+           --download --gamma --tau --stat-decay --residual --metrics --eval-size \
+           --dp-epsilon --dp-max-epsilon; do
   grep -q -- "$opt" "$tmp/help" || fail "--help does not mention $opt"
 done
 
@@ -29,6 +30,10 @@ refuse "unknown value 'cifar'" --dataset cifar
 refuse "--theta-u" --theta-u 0
 refuse "unknown option" --bogus
 refuse "needs --data-dir" --dataset mnist
+refuse "needs --dp-epsilon" --select svt --gamma 0.01
+refuse "finite --gamma" --select svt --dp-epsilon 1
+refuse "--dp-epsilon" --select svt --dp-epsilon 0 --gamma 0.01
+refuse "only with --select svt" --dp-epsilon 5
 
 set +e; "$bin" train --data-dir "$tmp/nowhere" --epochs 1 > "$tmp/out" 2>&1; rc=$?; set -e
 [[ $rc -eq 1 ]] || fail "missing data dir exited $rc"

@@ -63,11 +63,18 @@ static void run_ok(const config_t *c, MPI_Comm comm, const run_hooks *hooks, run
 
 /* The run on all ranks and the same run in one process give the same bits:
  * global parameters and every metrics figure but the time. */
-static void same_bits_as_one_process(config_schedule schedule, double theta_u, int residual)
+static void same_bits_as_one_process(config_schedule schedule, double theta_u, int residual,
+                                     int svt)
 {
     config_t c;
     small_config(&c);
     c.schedule = schedule;
+    if (svt) {
+        c.select = SELECT_SVT;
+        c.dp_epsilon = 500;
+        c.gamma = 0.01;
+        c.tau = 1e-4;
+    }
     c.theta_u = theta_u;
     c.residual = residual;
     c.download = DOWNLOAD_STAT;
@@ -93,19 +100,28 @@ static void same_bits_as_one_process(config_schedule schedule, double theta_u, i
 static void test_round_robin_same_bits_whatever_the_rank_count(void **state)
 {
     (void)state;
-    same_bits_as_one_process(SCHEDULE_ROUND_ROBIN, 0.1, 0);
+    same_bits_as_one_process(SCHEDULE_ROUND_ROBIN, 0.1, 0, 0);
 }
 
 static void test_random_schedule_same_bits_whatever_the_rank_count(void **state)
 {
     (void)state;
-    same_bits_as_one_process(SCHEDULE_RANDOM, 0.05, 1);
+    same_bits_as_one_process(SCHEDULE_RANDOM, 0.05, 1, 0);
 }
 
 static void test_sync_same_bits_whatever_the_rank_count(void **state)
 {
     (void)state;
-    same_bits_as_one_process(SCHEDULE_SYNC, 0.2, 0);
+    same_bits_as_one_process(SCHEDULE_SYNC, 0.2, 0, 0);
+}
+
+/* A DP run is reproducible too: all its noise comes from the participants'
+ * seeded streams, wherever they live. */
+static void test_svt_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    same_bits_as_one_process(SCHEDULE_ROUND_ROBIN, 0.05, 1, 1);
+    same_bits_as_one_process(SCHEDULE_SYNC, 0.05, 0, 1);
 }
 
 /* Same seed, same run: two runs on all ranks agree bit for bit. */
@@ -312,6 +328,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_round_robin_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_random_schedule_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_sync_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_svt_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),
         cmocka_unit_test(test_async_serves_every_participant_each_epoch),
