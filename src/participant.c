@@ -16,6 +16,7 @@ struct participant {
     float *w;              /* (n) local parameters */
     float *residual;       /* (n) unsent part of past updates, or NULL */
     uint32_t *shard;       /* (shard_size) training example indices */
+    uint32_t *order;       /* (shard_size) this epoch's visiting order */
     size_t shard_size;
     rng_t rng;             /* shuffling, random selection and DP noise */
     dp_ledger ledger;
@@ -61,8 +62,9 @@ participant_t *participant_create(uint32_t id, size_t n, const uint32_t *shard, 
     p->shard_size = count;
     p->w = err_calloc(n, sizeof *p->w);
     p->shard = err_calloc(count, sizeof *p->shard);
+    p->order = err_calloc(count, sizeof *p->order);
     p->residual = residual ? err_calloc(n, sizeof *p->residual) : NULL;
-    if (!p->w || !p->shard || (residual && !p->residual)) {
+    if (!p->w || !p->shard || !p->order || (residual && !p->residual)) {
         participant_free(p);
         return NULL;
     }
@@ -78,6 +80,7 @@ void participant_free(participant_t *p)
     free(p->w);
     free(p->residual);
     free(p->shard);
+    free(p->order);
     free(p);
 }
 
@@ -103,7 +106,10 @@ wire_reason participant_download(participant_t *p, participant_ctx *ctx, const u
 
 void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
 {
-    sgd_epoch(ctx->model, p->w, ctx->ws, ctx->train, p->shard, p->shard_size, ctx->batch,
+    /* Shuffle a fresh copy of the shard: the order then depends on the rng
+     * state alone, which is what a checkpoint keeps. */
+    memcpy(p->order, p->shard, p->shard_size * sizeof *p->order);
+    sgd_epoch(ctx->model, p->w, ctx->ws, ctx->train, p->order, p->shard_size, ctx->batch,
               ctx->lr, &p->rng, stats);
 }
 

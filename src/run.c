@@ -570,9 +570,10 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     if (dataset_shards_union(&st->shards, st->train.count, &order, &count, err))
         return -1;
     float *w = err_calloc(st->n, sizeof *w);
+    uint32_t *epoch_order = err_calloc(count, sizeof *epoch_order);
     model_ws *ws = model_ws_create(&st->model, c->batch);
-    if (!w || !ws) {
-        free(order); free(w); model_ws_free(ws);
+    if (!w || !ws || !epoch_order) {
+        free(order); free(w); free(epoch_order); model_ws_free(ws);
         return err_set(err, "out of memory");
     }
     rng_t init, shuffle;
@@ -586,8 +587,9 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     for (int e = 1; e <= c->epochs && rc == 0; e++) {
         double t0 = now_seconds();
         sgd_stats train_stats, stats;
-        sgd_epoch(&st->model, w, ws, &st->train, order, count, c->batch, (float)c->lr, &shuffle,
-                  &train_stats);
+        memcpy(epoch_order, order, count * sizeof *order); /* order from the rng alone */
+        sgd_epoch(&st->model, w, ws, &st->train, epoch_order, count, c->batch, (float)c->lr,
+                  &shuffle, &train_stats);
         metrics_row row = {.epoch = e, .seconds = now_seconds() - t0};
         sgd_evaluate(&st->model, w, st->eval_ws, &st->test, c->eval_size, &stats);
         row.has_global = 1;
@@ -601,6 +603,7 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     }
     free(w);
     free(order);
+    free(epoch_order);
     model_ws_free(ws);
     return rc;
 }

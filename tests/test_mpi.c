@@ -183,6 +183,9 @@ static void test_single_participant_full_sharing_is_plain_sgd(void **state)
         sgd_stats stats;
         for (int e = 0; e < c.epochs; e++) {
             memcpy(before, w, m.num_params * sizeof *w);
+            /* each epoch shuffles the shard afresh (see participant_train) */
+            memcpy(order, shards.indices[0], c.shard_size * sizeof *order);
+            memcpy(plain_order, order, c.shard_size * sizeof *order);
             sgd_epoch(&m, w, ws, &train, order, c.shard_size, c.batch, (float)c.lr, &sgd_rng,
                       &stats);
             for (size_t i = 0; i < m.num_params; i++)
