@@ -44,6 +44,10 @@ typedef struct {
     /* privacy (--select svt) */
     double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */
     double dp_max_epsilon;            /* cumulative cap per participant; INFINITY = none */
+    /* state */
+    char checkpoint[CONFIG_PATH_LEN]; /* "" = none */
+    int checkpoint_every;             /* epochs between checkpoints; 0 = at the end only */
+    char resume[CONFIG_PATH_LEN];     /* "" = start afresh */
     /* output */
     char metrics[CONFIG_PATH_LEN];    /* "" = none */
     int quiet;                        /* no progress lines */
@@ -63,6 +67,16 @@ void config_usage(FILE *out);
 
 /* The resolved configuration as an aligned two-column table. */
 void config_print(const config_t *c, FILE *out);
+
+/* The resolved configuration as "key = value" lines, every option (what a
+ * checkpoint stores). Returns the length, or -1 if len is too small. */
+int config_to_text(const config_t *c, char *buf, size_t len);
+
+/* Checks that a run may resume from a checkpoint written with the
+ * configuration `saved` (config_to_text's format): every option that
+ * changes the meaning of the run must match; epochs, paths, evaluation size
+ * and the privacy cap may differ. The message names the first mismatch. */
+int config_check_resume(const config_t *c, const char *saved, char *err);
 
 const char *config_mode_name(config_mode m);
 const char *config_schedule_name(config_schedule s);

@@ -23,6 +23,12 @@ typedef struct {
 
 /* Opens path for writing and writes the header. NULL with err on failure. */
 FILE *metrics_open(const char *path, char *err);
+/* Opens an existing metrics file to continue a resumed run: keeps the header
+ * and the rows of epochs 1..upto (rows after it came from a run that died
+ * after its last checkpoint), rewritten atomically, and appends from there.
+ * A missing file is started afresh. NULL with err on failure or if the file
+ * is not a dssgd metrics file. */
+FILE *metrics_open_resume(const char *path, int upto, char *err);
 /* Writes one row and flushes; -1 with err if the write failed. */
 int metrics_write(FILE *f, const metrics_row *row, char *err);
 /* "epoch 3/20  12.1s  global acc 0.8412 loss 0.4413  ..." on out. */

@@ -54,6 +54,14 @@ const float *participant_residual(const participant_t *p); /* NULL without --res
 /* The privacy ledger (all zero without --select svt). */
 const dp_ledger *participant_ledger(const participant_t *p);
 
+/* Checkpoint support. save copies out the state (residual may be NULL when
+ * there is none); restore puts it back and refuses (-1) an rng state of
+ * another seed or stream or an impossible one. */
+void participant_save(const participant_t *p, float *params, float *residual,
+                      uint64_t rng[RNG_STATE_WORDS], double *epsilon);
+int participant_restore(participant_t *p, const float *params, const float *residual,
+                        const uint64_t rng[RNG_STATE_WORDS], double epsilon);
+
 /* Overwrites the entries named in a download message. The server is
  * trusted less than fully: the message is validated first. */
 wire_reason participant_download(participant_t *p, participant_ctx *ctx, const uint8_t *msg,

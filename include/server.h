@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "rng.h"
 #include "wire.h"
 
 typedef struct {
@@ -46,6 +47,12 @@ void server_count_rejection(server_t *s, wire_reason reason);
 
 /* End of an epoch: stat <- beta * stat. */
 void server_end_epoch(server_t *s);
+
+/* Checkpoint support: the download rng and the upload counters, out and in.
+ * server_restore also replaces the parameters and counters (n entries). */
+void server_save(const server_t *s, uint64_t rng[RNG_STATE_WORDS], uint64_t counters[2]);
+int server_restore(server_t *s, const float *w, const double *stat,
+                   const uint64_t rng[RNG_STATE_WORDS], const uint64_t counters[2]);
 
 uint64_t server_accepted(const server_t *s);
 uint64_t server_rejected(const server_t *s);

@@ -111,7 +111,8 @@ enum {
     OPT_DATASET = 256, OPT_DATA_DIR, OPT_EVAL_SIZE, OPT_MODEL, OPT_MODE, OPT_PARTICIPANTS,
     OPT_PARTITION, OPT_SHARD_SIZE, OPT_ALPHA, OPT_SCHEDULE, OPT_EPOCHS, OPT_LR, OPT_BATCH,
     OPT_SEED, OPT_THETA_U, OPT_THETA_D, OPT_SELECT, OPT_DOWNLOAD, OPT_GAMMA, OPT_TAU,
-    OPT_STAT_DECAY, OPT_RESIDUAL, OPT_DP_EPSILON, OPT_DP_MAX_EPSILON, OPT_METRICS, OPT_QUIET, OPT_HELP,
+    OPT_STAT_DECAY, OPT_RESIDUAL, OPT_DP_EPSILON, OPT_DP_MAX_EPSILON, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_RESUME,
+    OPT_METRICS, OPT_QUIET, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -139,6 +140,9 @@ static const struct option long_options[] = {
     {"residual", no_argument, 0, OPT_RESIDUAL},
     {"dp-epsilon", required_argument, 0, OPT_DP_EPSILON},
     {"dp-max-epsilon", required_argument, 0, OPT_DP_MAX_EPSILON},
+    {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+    {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+    {"resume", required_argument, 0, OPT_RESUME},
     {"metrics", required_argument, 0, OPT_METRICS},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"help", no_argument, 0, OPT_HELP},
@@ -186,6 +190,10 @@ void config_usage(FILE *out)
 "  --dp-epsilon E        epsilon per participant per epoch (> 0)    [required with svt]\n"
 "  --dp-max-epsilon B    a participant stops uploading rather than spend beyond B\n"
 "                        in total (basic composition)               [none]\n"
+"State (modes dssgd and standalone)\n"
+"  --checkpoint FILE     save the whole state to FILE (HDF5, atomic) [none]\n"
+"  --checkpoint-every K  ... every K epochs, and always at the end  [end only]\n"
+"  --resume FILE         continue from a checkpoint; --epochs is the new total\n"
 "Output\n"
 "  --metrics FILE        CSV row per epoch (rank 0)                 [none]\n"
 "  --quiet               no per-epoch progress lines on stderr\n",
@@ -203,6 +211,10 @@ int config_validate(const config_t *c, char *err)
     if (c->partition == PARTITION_IID || c->partition == PARTITION_DIRICHLET) {
         /* checked against the data size when the shards are made */
     }
+    if ((c->checkpoint[0] || c->resume[0] || c->checkpoint_every) && c->mode == MODE_CENTRALIZED)
+        return err_set(err, "--checkpoint and --resume apply to modes dssgd and standalone");
+    if (c->checkpoint_every && !c->checkpoint[0])
+        return err_set(err, "--checkpoint-every needs --checkpoint FILE");
     if (c->select == SELECT_SVT) {
         if (c->dp_epsilon <= 0)
             return err_set(err, "--select svt needs --dp-epsilon E > 0 (epsilon per participant "
@@ -296,6 +308,14 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
         case OPT_DP_MAX_EPSILON:
             rc = parse_double(name, optarg, 0, INFINITY, 1, &c->dp_max_epsilon, err);
             break;
+        case OPT_CHECKPOINT:
+            rc = copy_string(name, optarg, c->checkpoint, sizeof c->checkpoint, err);
+            break;
+        case OPT_CHECKPOINT_EVERY:
+            rc = parse_long(name, optarg, 1, 1000000, &v, err);
+            c->checkpoint_every = (int)v;
+            break;
+        case OPT_RESUME: rc = copy_string(name, optarg, c->resume, sizeof c->resume, err); break;
         case OPT_METRICS: rc = copy_string(name, optarg, c->metrics, sizeof c->metrics, err); break;
         case OPT_QUIET: c->quiet = 1; break;
         case OPT_HELP:
@@ -356,8 +376,107 @@ void config_print(const config_t *c, FILE *out)
             ROW_F("dp-max-epsilon", "%g", c->dp_max_epsilon);
         }
     }
+    if (c->checkpoint[0]) {
+        ROW_S("checkpoint", c->checkpoint);
+        ROW_F("checkpoint-every", "%d", c->checkpoint_every);
+    }
+    if (c->resume[0])
+        ROW_S("resume", c->resume);
     ROW_S("metrics", c->metrics[0] ? c->metrics : "(none)");
 #undef ROW_S
 #undef ROW_F
     fprintf(out, "+----------------+------------------------------------------+\n");
+}
+
+/* ---- configuration as text (checkpoints) ------------------------------- */
+
+/* Every option, its text form, and whether a resumed run must keep it. */
+typedef struct { const char *key; char value[CONFIG_PATH_LEN + 32]; int must_match; } config_item;
+
+enum { CONFIG_ITEMS = 26 };
+
+static void config_items(const config_t *c, config_item *it)
+{
+    int i = 0;
+#define ITEM(k, m, ...) do { it[i].key = k; it[i].must_match = m; \
+        snprintf(it[i].value, sizeof it[i].value, __VA_ARGS__); i++; } while (0)
+    ITEM("dataset", 1, "%s", c->dataset);
+    ITEM("data-dir", 0, "%s", c->data_dir);
+    ITEM("eval-size", 0, "%zu", c->eval_size);
+    ITEM("model", 1, "%s", c->model);
+    ITEM("mode", 1, "%s", mode_names[c->mode]);
+    ITEM("participants", 1, "%d", c->participants);
+    ITEM("partition", 1, "%s", partition_names[c->partition]);
+    ITEM("shard-size", 1, "%zu", c->shard_size);
+    ITEM("alpha", 1, "%.17g", c->alpha);
+    ITEM("schedule", 1, "%s", schedule_names[c->schedule]);
+    ITEM("epochs", 0, "%d", c->epochs);
+    ITEM("lr", 1, "%.17g", c->lr);
+    ITEM("batch", 1, "%d", c->batch);
+    ITEM("seed", 1, "%llu", (unsigned long long)c->seed);
+    ITEM("theta-u", 1, "%.17g", c->theta_u);
+    ITEM("theta-d", 1, "%.17g", c->theta_d);
+    ITEM("select", 1, "%s", select_names[c->select]);
+    ITEM("download", 1, "%s", download_names[c->download]);
+    ITEM("gamma", 1, "%.17g", c->gamma);
+    ITEM("tau", 1, "%.17g", c->tau);
+    ITEM("stat-decay", 1, "%.17g", c->stat_decay);
+    ITEM("residual", 1, "%d", c->residual);
+    ITEM("dp-epsilon", 1, "%.17g", c->dp_epsilon);
+    ITEM("dp-max-epsilon", 0, "%.17g", c->dp_max_epsilon);
+    ITEM("checkpoint-every", 0, "%d", c->checkpoint_every);
+    ITEM("metrics", 0, "%s", c->metrics);
+#undef ITEM
+}
+
+int config_to_text(const config_t *c, char *buf, size_t len)
+{
+    config_item it[CONFIG_ITEMS];
+    config_items(c, it);
+    size_t used = 0;
+    for (int i = 0; i < CONFIG_ITEMS; i++) {
+        int n = snprintf(buf + used, len - used, "%s = %s\n", it[i].key, it[i].value);
+        if (n < 0 || (size_t)n >= len - used)
+            return -1;
+        used += (size_t)n;
+    }
+    return (int)used;
+}
+
+/* The value of `key` in config text, copied to out; 0 if found. */
+static int find_value(const char *text, const char *key, char *out, size_t len)
+{
+    size_t klen = strlen(key);
+    for (const char *line = text; line && *line; ) {
+        const char *end = strchr(line, '\n');
+        size_t llen = end ? (size_t)(end - line) : strlen(line);
+        if (llen > klen + 3 && strncmp(line, key, klen) == 0 && strncmp(line + klen, " = ", 3) == 0) {
+            size_t vlen = llen - klen - 3;
+            if (vlen >= len)
+                vlen = len - 1;
+            memcpy(out, line + klen + 3, vlen);
+            out[vlen] = '\0';
+            return 0;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return -1;
+}
+
+int config_check_resume(const config_t *c, const char *saved, char *err)
+{
+    config_item it[CONFIG_ITEMS];
+    config_items(c, it);
+    for (int i = 0; i < CONFIG_ITEMS; i++) {
+        if (!it[i].must_match)
+            continue;
+        char old[CONFIG_PATH_LEN + 32];
+        if (find_value(saved, it[i].key, old, sizeof old))
+            return err_set(err, "the checkpoint's configuration has no '%s'", it[i].key);
+        if (strcmp(old, it[i].value) != 0)
+            return err_set(err, "--%s differs: the checkpoint was made with %s, this run has %s "
+                           "(only --epochs, paths, --eval-size and --dp-max-epsilon may change "
+                           "on resume)", it[i].key, old, it[i].value);
+    }
+    return 0;
 }

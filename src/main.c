@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 
+#include "checkpoint.h"
 #include "config.h"
 #include "err.h"
 #include "run.h"
@@ -16,6 +17,7 @@
 static void usage_short(FILE *out)
 {
     fprintf(out, "usage: dssgd train [options]   (dssgd train --help for all options)\n"
+                 "       dssgd inspect FILE      (describe a checkpoint)\n"
                  "       dssgd --version\n");
 }
 
@@ -43,6 +45,15 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "--version") == 0) {
         if (rank == 0)
             printf("dssgd %s\n", DSSGD_VERSION);
+    } else if (strcmp(argv[1], "inspect") == 0) {
+        if (argc != 3) {
+            if (rank == 0)
+                fprintf(stderr, "usage: dssgd inspect FILE\n");
+            status = 2;
+        } else if (rank == 0 && ckpt_inspect(argv[2], stdout, err)) {
+            fprintf(stderr, "dssgd: %s\n", err);
+            status = 1;
+        }
     } else if (strcmp(argv[1], "train") == 0) {
         config_t cfg;
         config_defaults(&cfg);

@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
@@ -20,6 +21,48 @@ FILE *metrics_open(const char *path, char *err)
         fclose(f);
         return NULL;
     }
+    return f;
+}
+
+FILE *metrics_open_resume(const char *path, int upto, char *err)
+{
+    FILE *in = fopen(path, "r");
+    if (!in) {
+        if (errno == ENOENT)
+            return metrics_open(path, err);
+        err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
+        fclose(in);
+        return NULL;
+    }
+    char line[1024];
+    int ok = fgets(line, sizeof line, in) && strncmp(line, METRICS_HEADER, strlen(METRICS_HEADER)) == 0;
+    if (!ok) {
+        err_set(err, "%s: not a dssgd metrics file (header differs); move it away to resume", path);
+        fclose(in); fclose(out); remove(tmp);
+        return NULL;
+    }
+    fputs(line, out);
+    while (fgets(line, sizeof line, in)) {
+        int epoch = atoi(line);
+        if (epoch >= 1 && epoch <= upto)
+            fputs(line, out);
+    }
+    fclose(in);
+    if (fflush(out) != 0 || fclose(out) != 0 || rename(tmp, path) != 0) {
+        err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
+        remove(tmp);
+        return NULL;
+    }
+    FILE *f = fopen(path, "a");
+    if (!f)
+        err_set(err, "%s: cannot append: %s", path, strerror(errno));
     return f;
 }
 

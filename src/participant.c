@@ -89,6 +89,31 @@ float *participant_params(participant_t *p) { return p->w; }
 const float *participant_residual(const participant_t *p) { return p->residual; }
 const dp_ledger *participant_ledger(const participant_t *p) { return &p->ledger; }
 
+void participant_save(const participant_t *p, float *params, float *residual,
+                      uint64_t rng[RNG_STATE_WORDS], double *epsilon)
+{
+    memcpy(params, p->w, p->n * sizeof *p->w);
+    if (residual && p->residual)
+        memcpy(residual, p->residual, p->n * sizeof *p->residual);
+    rng_save(&p->rng, rng);
+    *epsilon = p->ledger.spent;
+}
+
+int participant_restore(participant_t *p, const float *params, const float *residual,
+                        const uint64_t rng[RNG_STATE_WORDS], double epsilon)
+{
+    rng_t r;
+    if (rng_restore(&r, rng) || r.seed != p->rng.seed || r.stream != p->rng.stream ||
+        !(epsilon >= 0))
+        return -1;
+    p->rng = r;
+    memcpy(p->w, params, p->n * sizeof *p->w);
+    if (p->residual)
+        memcpy(p->residual, residual, p->n * sizeof *p->residual);
+    p->ledger.spent = epsilon;
+    return 0;
+}
+
 wire_reason participant_download(participant_t *p, participant_ctx *ctx, const uint8_t *msg,
                                  size_t len, uint32_t epoch)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "dataset.h"
 #include "err.h"
 #include "model.h"
@@ -18,8 +19,8 @@
 #include "server.h"
 #include "sgd.h"
 
-enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_UPLOAD, TAG_REQUEST, TAG_REPORT };
-enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_STOP };
+enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_UPLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE };
+enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_GATHER, CMD_SCATTER, CMD_STOP };
 #define EVAL_BATCH 500
 
 typedef struct {
@@ -38,7 +39,8 @@ typedef struct {
     uint8_t *down_buf;            /* (wire_size(n)) */
     uint8_t *up_buf;              /* (wire_size(n) + slack): tamper hooks may grow it */
     size_t down_cap, up_cap;
-    server_t *server;             /* rank 0, mode dssgd */
+    server_t *server;             /* rank 0 */
+    rng_t schedule_rng;           /* rank 0: order of the random schedule */
     double *part_acc;             /* (participants) rank 0 */
     double *part_eps;             /* (participants) cumulative epsilon, rank 0 */
     uint64_t bytes_up, bytes_down;/* this epoch */
@@ -118,6 +120,9 @@ static int setup(run_state *st, char *err)
                     err))
         return -1;
     st->n = st->model.num_params;
+    if (st->n > (size_t)INT32_MAX / 2)
+        return err_set(err, "model of %zu parameters: messages would pass MPI's int count "
+                       "limit (chunking is not implemented yet)", st->n);
     st->k_up = select_count(c->theta_u, st->n);
     st->k_down = c->download == DOWNLOAD_ALL ? st->n : select_count(c->theta_d, st->n);
 
@@ -248,6 +253,40 @@ static void send_upload(run_state *st, size_t len)
               "MPI_Send(upload)", st);
 }
 
+/* ---- participant state for checkpoints -------------------------------- */
+
+/* A participant's state travels as params (n floats), residual (n floats,
+ * with --residual), rng (RNG_STATE_WORDS u64) and epsilon (1 double). The
+ * scratch vectors of ctx are free between epochs and carry it. */
+static void send_participant_state(run_state *st, participant_t *p)
+{
+    uint64_t rng[RNG_STATE_WORDS];
+    double eps;
+    int n = (int)st->n;
+    participant_save(p, st->ctx.before, st->cfg->residual ? st->ctx.delta : NULL, rng, &eps);
+    mpi_check(MPI_Send(st->ctx.before, n, MPI_FLOAT, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
+    if (st->cfg->residual)
+        mpi_check(MPI_Send(st->ctx.delta, n, MPI_FLOAT, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
+    mpi_check(MPI_Send(rng, RNG_STATE_WORDS, MPI_UINT64_T, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
+    mpi_check(MPI_Send(&eps, 1, MPI_DOUBLE, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
+}
+
+static void receive_participant_state(run_state *st, participant_t *p)
+{
+    uint64_t rng[RNG_STATE_WORDS];
+    double eps;
+    int n = (int)st->n;
+    MPI_Status status;
+    wait_message(st, 0, TAG_STATE, &status);
+    mpi_check(MPI_Recv(st->ctx.before, n, MPI_FLOAT, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+    if (st->cfg->residual)
+        mpi_check(MPI_Recv(st->ctx.delta, n, MPI_FLOAT, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+    mpi_check(MPI_Recv(rng, RNG_STATE_WORDS, MPI_UINT64_T, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+    mpi_check(MPI_Recv(&eps, 1, MPI_DOUBLE, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+    if (participant_restore(p, st->ctx.before, st->ctx.delta, rng, eps))
+        fatal(st, "checkpointed participant state refused (rng of another stream?)");
+}
+
 /* Ranks > 0: obey the server's commands until told to stop. */
 static void worker_loop(run_state *st)
 {
@@ -293,6 +332,13 @@ static void worker_loop(run_state *st)
             }
             int done = 1; /* lets rank 0 time the epoch */
             mpi_check(MPI_Send(&done, 1, MPI_INT, 0, TAG_REPORT, st->comm), "MPI_Send(ack)", st);
+        } else if (op == CMD_GATHER) {
+            for (int s = 0; s < st->local_count; s++)
+                send_participant_state(st, st->local[s]);
+        } else if (op == CMD_SCATTER) {
+            if (p < 0 || p >= st->cfg->participants || owner_of(st, p) != st->rank)
+                fatal(st, "server sent state for a participant not hosted here");
+            receive_participant_state(st, st->local[slot_of(st, p)]);
         } else if (op == CMD_EVAL) {
             evaluate_local(st, acc);
             mpi_check(MPI_Send(acc, 2 * st->local_count, MPI_DOUBLE, 0, TAG_REPORT, st->comm),
@@ -608,6 +654,112 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     return rc;
 }
 
+/* Rank 0: gathers every participant's state and writes the checkpoint. */
+static int save_checkpoint(run_state *st, int epoch, char *err)
+{
+    const config_t *c = st->cfg;
+    int N = c->participants;
+    size_t n = st->n;
+    ckpt_state cs = {0};
+    char *text = malloc(1 << 16);
+    if (!text || ckpt_state_alloc(&cs, n, (uint32_t)N, c->residual) ||
+        config_to_text(c, text, 1 << 16) < 0) {
+        free(text);
+        ckpt_state_free(&cs);
+        return err_set(err, "checkpoint: out of memory");
+    }
+    cs.config = text;
+    cs.model = strdup(st->model.spec);
+    cs.epoch = (uint64_t)epoch;
+    cs.seed = c->seed;
+    memcpy(cs.server_params, server_params(st->server), n * sizeof(float));
+    memcpy(cs.server_stat, server_stat(st->server), n * sizeof(double));
+    server_save(st->server, cs.server_rng[0], cs.counters);
+    rng_save(&st->schedule_rng, cs.server_rng[1]);
+    if (st->size == 1) {
+        for (int p = 0; p < N; p++)
+            participant_save(st->local[p], cs.part_params + (size_t)p * n,
+                             c->residual ? cs.part_residual + (size_t)p * n : NULL,
+                             cs.part_rng + (size_t)p * RNG_STATE_WORDS, &cs.part_epsilon[p]);
+    } else {
+        for (int r = 1; r < st->size; r++)
+            send_cmd(st, r, CMD_GATHER, epoch, -1, 0);
+        for (int r = 1; r < st->size; r++)
+            for (int p = r - 1; p < N; p += st->size - 1) {
+                MPI_Status status;
+                wait_message(st, r, TAG_STATE, &status);
+                mpi_check(MPI_Recv(cs.part_params + (size_t)p * n, (int)n, MPI_FLOAT, r,
+                                   TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+                if (c->residual)
+                    mpi_check(MPI_Recv(cs.part_residual + (size_t)p * n, (int)n, MPI_FLOAT, r,
+                                       TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+                mpi_check(MPI_Recv(cs.part_rng + (size_t)p * RNG_STATE_WORDS, RNG_STATE_WORDS,
+                                   MPI_UINT64_T, r, TAG_STATE, st->comm, MPI_STATUS_IGNORE),
+                          "MPI_Recv(state)", st);
+                mpi_check(MPI_Recv(&cs.part_epsilon[p], 1, MPI_DOUBLE, r, TAG_STATE, st->comm,
+                                   MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+            }
+    }
+    int rc = cs.model ? ckpt_save(c->checkpoint, &cs, err) : err_set(err, "out of memory");
+    ckpt_state_free(&cs);
+    return rc;
+}
+
+/* Rank 0: loads a checkpoint, checks it belongs to this run, restores the
+ * server and sends every participant its state. Sets *done_epochs. */
+static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
+{
+    const config_t *c = st->cfg;
+    int N = c->participants;
+    size_t n = st->n;
+    ckpt_state cs;
+    if (ckpt_load(c->resume, &cs, err))
+        return -1;
+    int rc = -1;
+    rng_t sched;
+    if (config_check_resume(c, cs.config, err)) {
+        err_prefix(err, "%s", c->resume);
+    } else if (strcmp(cs.model, st->model.spec) != 0 || cs.n != n) {
+        err_set(err, "%s: model %s with %llu parameters, this run builds %s with %zu", c->resume,
+                cs.model, (unsigned long long)cs.n, st->model.spec, n);
+    } else if (cs.participants != (uint32_t)N || cs.has_residual != (c->residual != 0)) {
+        err_set(err, "%s: %u participants%s, this run has %d%s", c->resume, cs.participants,
+                cs.has_residual ? " with residuals" : "", N, c->residual ? " with residuals" : "");
+    } else if (cs.epoch >= (uint64_t)c->epochs) {
+        err_set(err, "%s: already at epoch %llu; --epochs (the total) must be larger", c->resume,
+                (unsigned long long)cs.epoch);
+    } else if (server_restore(st->server, cs.server_params, cs.server_stat, cs.server_rng[0],
+                              cs.counters) ||
+               rng_restore(&sched, cs.server_rng[1]) || sched.seed != c->seed ||
+               sched.stream != RNG_STREAM_SCHEDULE) {
+        err_set(err, "%s: the server's random state belongs to another run", c->resume);
+    } else {
+        st->schedule_rng = sched;
+        rc = 0;
+        for (int p = 0; p < N && rc == 0; p++) {
+            const float *params = cs.part_params + (size_t)p * n;
+            const float *res = c->residual ? cs.part_residual + (size_t)p * n : NULL;
+            const uint64_t *rng = cs.part_rng + (size_t)p * RNG_STATE_WORDS;
+            if (st->size == 1) {
+                if (participant_restore(st->local[p], params, res, rng, cs.part_epsilon[p]))
+                    rc = err_set(err, "%s: participant %d's state is refused (rng of another "
+                                 "stream)", c->resume, p);
+                continue;
+            }
+            int dest = owner_of(st, p);
+            send_cmd(st, dest, CMD_SCATTER, 0, p, 0);
+            mpi_check(MPI_Send(params, (int)n, MPI_FLOAT, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
+            if (res)
+                mpi_check(MPI_Send(res, (int)n, MPI_FLOAT, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
+            mpi_check(MPI_Send(rng, RNG_STATE_WORDS, MPI_UINT64_T, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
+            mpi_check(MPI_Send(&cs.part_epsilon[p], 1, MPI_DOUBLE, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
+        }
+        *done_epochs = (int)cs.epoch;
+    }
+    ckpt_state_free(&cs);
+    return rc;
+}
+
 /* The ledger at the end of a DP run, labelled so that the total epsilon
  * (the guarantee) and the paper's per-parameter figure are not confused. */
 static void print_privacy_summary(run_state *st, FILE *out)
@@ -631,6 +783,7 @@ static void print_privacy_summary(run_state *st, FILE *out)
 
 static int run_distributed(run_state *st, FILE *metrics, run_result *result, char *err)
 {
+    int start = 1;
     const config_t *c = st->cfg;
     int N = c->participants, dssgd = c->mode == MODE_DSSGD, rc = 0;
     if (st->rank > 0) {
@@ -643,9 +796,9 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         free(init); free(order);
         fatal(st, "out of memory");
     }
-    rng_t init_rng, schedule_rng;
+    rng_t init_rng;
     rng_init(&init_rng, c->seed, RNG_STREAM_INIT);
-    rng_init(&schedule_rng, c->seed, RNG_STREAM_SCHEDULE);
+    rng_init(&st->schedule_rng, c->seed, RNG_STREAM_SCHEDULE);
     model_init_params(&st->model, init, &init_rng);
     server_opts so = {st->n, st->k_up, st->k_down, (float)c->gamma, c->download, c->stat_decay,
                       c->seed};
@@ -654,17 +807,27 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         fatal(st, "out of memory for the server");
     free(init);
 
-    /* Before the first epoch every participant downloads the whole initial
-     * model, so all start equal (standalone participants too: same init). */
-    for (int p = 0; p < N; p++)
-        server_turn(st, p, 0, 1);
+    if (c->resume[0]) {
+        int done = 0;
+        rc = resume_checkpoint(st, &done, err);
+        start = done + 1;
+        if (rc == 0 && c->metrics[0] && !(metrics = metrics_open_resume(c->metrics, done, err)))
+            rc = -1;
+        if (rc == 0 && !c->quiet)
+            fprintf(stderr, "resumed from %s after epoch %d\n", c->resume, done);
+    } else {
+        /* Before the first epoch every participant downloads the whole
+         * initial model, so all start equal (standalone ones too). */
+        for (int p = 0; p < N; p++)
+            server_turn(st, p, 0, 1);
+    }
 
-    for (int e = 1; e <= c->epochs && rc == 0; e++) {
+    for (int e = start; e <= c->epochs && rc == 0; e++) {
         double t0 = now_seconds();
         for (int p = 0; p < N; p++)
             order[p] = p;
         if (c->schedule == SCHEDULE_RANDOM && dssgd)
-            rng_shuffle_u32(&schedule_rng, (uint32_t *)order, (size_t)N);
+            rng_shuffle_u32(&st->schedule_rng, (uint32_t *)order, (size_t)N);
         uint64_t rejected0 = server_rejected(st->server), accepted0 = server_accepted(st->server);
         if (!dssgd)
             epoch_standalone(st);
@@ -686,7 +849,12 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         st->bytes_up = st->bytes_down = 0;
         evaluate_epoch(st, &row, dssgd ? server_params(st->server) : NULL);
         rc = emit_row(st, metrics, &row, result, err);
+        if (rc == 0 && c->checkpoint[0] &&
+            (e == c->epochs || (c->checkpoint_every && e % c->checkpoint_every == 0)))
+            rc = save_checkpoint(st, e, err);
     }
+    if (c->resume[0] && metrics)
+        fclose(metrics);
     for (int r = 1; r < st->size; r++)
         send_cmd(st, r, CMD_STOP, 0, -1, 0);
     if (c->select == SELECT_SVT && dssgd && rc == 0)
@@ -726,7 +894,7 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
             fprintf(stderr, "model %s: %zu parameters; upload k = %zu, download k = %zu; "
                     "%d rank(s)\n", st.model.spec, st.n, st.k_up, st.k_down, st.size);
         }
-        if (cfg->metrics[0] && !(metrics = metrics_open(cfg->metrics, err)))
+        if (cfg->metrics[0] && !cfg->resume[0] && !(metrics = metrics_open(cfg->metrics, err)))
             rc = -1;
         if (result) {
             result->n = st.n;

@@ -111,3 +111,24 @@ void server_end_epoch(server_t *s)
         for (size_t i = 0; i < s->opts.n; i++)
             s->stat[i] *= s->opts.stat_decay;
 }
+
+void server_save(const server_t *s, uint64_t rng[RNG_STATE_WORDS], uint64_t counters[2])
+{
+    rng_save(&s->rng, rng);
+    counters[0] = s->accepted;
+    counters[1] = s->rejected;
+}
+
+int server_restore(server_t *s, const float *w, const double *stat,
+                   const uint64_t rng[RNG_STATE_WORDS], const uint64_t counters[2])
+{
+    rng_t r;
+    if (rng_restore(&r, rng) || r.seed != s->opts.seed || r.stream != RNG_STREAM_SERVER)
+        return -1;
+    s->rng = r;
+    memcpy(s->w, w, s->opts.n * sizeof *s->w);
+    memcpy(s->stat, stat, s->opts.n * sizeof *s->stat);
+    s->accepted = counters[0];
+    s->rejected = counters[1];
+    return 0;
+}
