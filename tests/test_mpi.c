@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "dataset.h"
@@ -122,6 +123,116 @@ static void test_svt_same_bits_whatever_the_rank_count(void **state)
     (void)state;
     same_bits_as_one_process(SCHEDULE_ROUND_ROBIN, 0.05, 1, 1);
     same_bits_as_one_process(SCHEDULE_SYNC, 0.05, 0, 1);
+}
+
+/* ---- checkpoints -------------------------------------------------------- */
+
+/* Rank 0's checkpoint path, the same string on every rank. */
+static void checkpoint_path(char *path, size_t len)
+{
+    int pid = (int)getpid();
+    MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    snprintf(path, len, "/tmp/dssgd-test-mpi-%d.h5", pid);
+}
+
+/* 4 epochs in one go, or 2, saved, then resumed for 2 more: the same bits in
+ * the global model and the same metrics rows (time aside). */
+static void resume_is_exact(config_schedule schedule, int svt)
+{
+    config_t c;
+    small_config(&c);
+    c.schedule = schedule;
+    c.theta_u = 0.1;
+    c.residual = 1;
+    c.epochs = 4;
+    if (svt) {
+        c.select = SELECT_SVT;
+        c.dp_epsilon = 500;
+        c.gamma = 0.01;
+        c.tau = 1e-4;
+    }
+    run_result whole, first, second;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &whole);
+    char path[256];
+    checkpoint_path(path, sizeof path);
+    c.epochs = 2;
+    strcpy(c.checkpoint, path);
+    run_ok(&c, MPI_COMM_WORLD, NULL, &first);
+    c.epochs = 4;
+    strcpy(c.resume, path);
+    run_ok(&c, MPI_COMM_WORLD, NULL, &second);
+    if (rank == 0) {
+        assert_memory_equal(whole.params, second.params, whole.n * sizeof(float));
+        for (int e = 2; e < 4; e++) {
+            metrics_row a = whole.rows[e], b = second.rows[e];
+            a.seconds = b.seconds = 0;
+            assert_memory_equal(&a, &b, sizeof a);
+        }
+        if (svt) /* the ledger survived the restart: 4 epochs' worth */
+            assert_float_equal(second.rows[3].epsilon, 4 * c.dp_epsilon, 1e-9);
+        remove(path);
+    }
+    run_result_free(&whole);
+    run_result_free(&first);
+    run_result_free(&second);
+}
+
+static void test_resume_is_exact_round_robin(void **state)
+{
+    (void)state;
+    resume_is_exact(SCHEDULE_ROUND_ROBIN, 0);
+}
+
+static void test_resume_is_exact_random(void **state)
+{
+    (void)state;
+    resume_is_exact(SCHEDULE_RANDOM, 0);
+}
+
+static void test_resume_is_exact_sync(void **state)
+{
+    (void)state;
+    resume_is_exact(SCHEDULE_SYNC, 0);
+}
+
+static void test_resume_is_exact_with_svt(void **state)
+{
+    (void)state;
+    resume_is_exact(SCHEDULE_ROUND_ROBIN, 1);
+    resume_is_exact(SCHEDULE_SYNC, 1);
+}
+
+/* A checkpoint resumed with an option that changes the run's meaning is
+ * refused, naming the option; --epochs may change. */
+static void test_resume_refuses_a_different_run(void **state)
+{
+    (void)state;
+    config_t c;
+    small_config(&c);
+    c.epochs = 1;
+    char path[256];
+    checkpoint_path(path, sizeof path);
+    strcpy(c.checkpoint, path);
+    run_ok(&c, MPI_COMM_WORLD, NULL, NULL);
+    strcpy(c.resume, path);
+    c.epochs = 2;
+    c.lr = 0.2;
+    char err[ERR_LEN] = "";
+    int rc = run_train(&c, MPI_COMM_WORLD, NULL, NULL, err);
+    if (rank == 0) {
+        assert_int_equal(rc, -1);
+        if (!strstr(err, "--lr differs"))
+            fail_msg("message: %s", err);
+    }
+    c.lr = 0.1;
+    c.participants = 4;
+    rc = run_train(&c, MPI_COMM_WORLD, NULL, NULL, err);
+    if (rank == 0) {
+        assert_int_equal(rc, -1);
+        if (!strstr(err, "--participants differs"))
+            fail_msg("message: %s", err);
+        remove(path);
+    }
 }
 
 /* Same seed, same run: two runs on all ranks agree bit for bit. */
@@ -333,6 +444,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sync_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_svt_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_same_seed_same_bits),
+        cmocka_unit_test(test_resume_is_exact_round_robin),
+        cmocka_unit_test(test_resume_is_exact_random),
+        cmocka_unit_test(test_resume_is_exact_sync),
+        cmocka_unit_test(test_resume_is_exact_with_svt),
+        cmocka_unit_test(test_resume_refuses_a_different_run),
         cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),
         cmocka_unit_test(test_async_serves_every_participant_each_epoch),
         cmocka_unit_test(test_hostile_uploads_are_refused_and_change_nothing),
