@@ -23,6 +23,9 @@ for np in 1 2 3; do
   fi
 done
 
+echo "== checkpoint crash safety (SIGKILL during writes)"
+if ! timeout 300 bash tests/test_crash.sh "$build"; then failed+=("crash"); fi
+
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 

@@ -1,0 +1,903 @@
+/* test_checkpoint: HDF5 checkpoints round-trip bit for bit, replace atomically,
+ * refuse every kind of bad file with its own message, and read in h5dump/h5py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hdf5.h>
+
+#include "checkpoint.h"
+#include "err.h"
+#include "rng.h"
+
+/* ---- fixture: one fresh directory per test ------------------------------ */
+
+typedef struct {
+    char dir[64];
+    char path[128]; /* dir/ck.h5: the checkpoint most tests use */
+} fixture;
+
+static H5E_auto2_t initial_auto_func;
+static void *initial_auto_data;
+
+static void remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                    continue;
+                char child[512];
+                snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+                remove_tree(child);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    if (!fx)
+        return -1;
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_ckpt.XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->path, sizeof fx->path, "%s/ck.h5", fx->dir);
+    *state = fx;
+    return 0;
+}
+
+/* Also proves, after every test, that the module left no HDF5 handle open
+ * and restored HDF5's automatic error printing. */
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    remove_tree(fx->dir);
+    free(fx);
+    assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+    H5E_auto2_t func;
+    void *data;
+    assert_true(H5Eget_auto2(H5E_DEFAULT, &func, &data) >= 0);
+    assert_true(func == initial_auto_func && data == initial_auto_data);
+    return 0;
+}
+
+/* ---- states with deterministic contents ------------------------------- */
+
+static char *dup_string(const char *s)
+{
+    char *d = malloc(strlen(s) + 1);
+    assert_non_null(d);
+    strcpy(d, s);
+    return d;
+}
+
+/* Pseudo-random state keyed by tag: every array distinct, rng states real
+ * (saved from generators after p % 6 draws, so `used` takes every value). */
+static void make_state(ckpt_state *s, uint64_t n, uint32_t parts, int residual, uint64_t tag)
+{
+    assert_int_equal(ckpt_state_alloc(s, n, parts, residual), 0);
+    rng_t r;
+    rng_init(&r, tag, 77);
+    s->epoch = 10 + tag;
+    s->seed = 1000003u * tag + 1;
+    for (uint64_t i = 0; i < n; i++) {
+        s->server_params[i] = (float)(rng_uniform(&r) * 2 - 1);
+        s->server_stat[i] = rng_uniform(&r) * 100;
+    }
+    for (uint64_t k = 0; k < n * parts; k++) {
+        s->part_params[k] = (float)(rng_uniform(&r) - 0.5);
+        if (residual)
+            s->part_residual[k] = (float)(rng_uniform(&r) * 1e-3);
+    }
+    for (int i = 0; i < 2; i++) {
+        rng_t g;
+        rng_init(&g, tag, RNG_STREAM_SERVER + (uint64_t)i);
+        for (int d = 0; d < 3 + i; d++)
+            rng_u32(&g);
+        rng_save(&g, s->server_rng[i]);
+    }
+    s->counters[0] = 40 + tag;
+    s->counters[1] = 3;
+    for (uint32_t p = 0; p < parts; p++) {
+        rng_t g;
+        rng_init(&g, tag, rng_participant_stream(p));
+        for (uint32_t d = 0; d < p % 6; d++)
+            rng_u32(&g);
+        rng_save(&g, s->part_rng + (size_t)p * RNG_STATE_WORDS);
+        s->part_epsilon[p] = 0.25 * p + rng_uniform(&r);
+    }
+    char config[128];
+    snprintf(config, sizeof config, "participants = %u\nn = %llu\nlr = 0.01\ntag = %llu\n", parts,
+             (unsigned long long)n, (unsigned long long)tag);
+    s->config = dup_string(config);
+    s->model = dup_string("mlp:784-128-10");
+}
+
+static void assert_state_equal(const ckpt_state *a, const ckpt_state *b)
+{
+    assert_int_equal(a->epoch, b->epoch);
+    assert_int_equal(a->seed, b->seed);
+    assert_string_equal(a->config, b->config);
+    assert_string_equal(a->model, b->model);
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->participants, b->participants);
+    assert_int_equal(a->has_residual, b->has_residual);
+    size_t n = (size_t)a->n, rows = n * a->participants;
+    assert_memory_equal(a->server_params, b->server_params, n * sizeof(float));
+    assert_memory_equal(a->server_stat, b->server_stat, n * sizeof(double));
+    assert_memory_equal(a->server_rng, b->server_rng, sizeof a->server_rng);
+    assert_memory_equal(a->counters, b->counters, sizeof a->counters);
+    assert_memory_equal(a->part_params, b->part_params, rows * sizeof(float));
+    if (a->has_residual)
+        assert_memory_equal(a->part_residual, b->part_residual, rows * sizeof(float));
+    else
+        assert_null(b->part_residual);
+    assert_memory_equal(a->part_rng, b->part_rng, a->participants * RNG_STATE_WORDS * sizeof(uint64_t));
+    assert_memory_equal(a->part_epsilon, b->part_epsilon, a->participants * sizeof(double));
+}
+
+static void assert_zeroed(const ckpt_state *s)
+{
+    static const ckpt_state zero;
+    assert_memory_equal(s, &zero, sizeof zero);
+}
+
+/* Saves a standard state (n 3000, N 7, residual) to path; kept in *s. */
+static void save_standard(const char *path, ckpt_state *s, uint64_t tag)
+{
+    char err[ERR_LEN] = "";
+    make_state(s, 3000, 7, 1, tag);
+    if (ckpt_save(path, s, err) != 0)
+        fail_msg("save failed: %s", err);
+}
+
+static void assert_loads_as(const char *path, const ckpt_state *want)
+{
+    char err[ERR_LEN] = "";
+    ckpt_state got;
+    if (ckpt_load(path, &got, err) != 0)
+        fail_msg("load failed: %s", err);
+    assert_state_equal(want, &got);
+    ckpt_state_free(&got);
+}
+
+/* The load is refused, *s is zeroed, and the message names the file and
+ * contains phrase. */
+static void assert_load_refused(const char *path, const char *phrase)
+{
+    char err[ERR_LEN] = "";
+    ckpt_state s;
+    memset(&s, 0xA5, sizeof s);
+    assert_int_equal(ckpt_load(path, &s, err), -1);
+    assert_zeroed(&s);
+    if (!strstr(err, path) || !strstr(err, phrase))
+        fail_msg("message '%s' lacks the file name or '%s'", err, phrase);
+}
+
+/* ---- raw file helpers ------------------------------------------------- */
+
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (len)
+        assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static unsigned char *read_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    assert_true(size > 0);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)size);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *len = (size_t)size;
+    return buf;
+}
+
+/* Entries of dir other than . and ..; the first one's name in first. */
+static int count_entries(const char *dir, char *first, size_t cap)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (count++ == 0)
+            snprintf(first, cap, "%s", e->d_name);
+    }
+    closedir(d);
+    return count;
+}
+
+/* ---- HDF5 patch helpers (to build files our writer never makes) -------- */
+
+static hid_t open_rw(const char *path)
+{
+    hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    return fid;
+}
+
+static void set_int_attr(const char *path, const char *name, int value)
+{
+    hid_t fid = open_rw(path);
+    hid_t attr = H5Aopen(fid, name, H5P_DEFAULT);
+    assert_true(attr >= 0);
+    assert_true(H5Awrite(attr, H5T_NATIVE_INT, &value) >= 0);
+    assert_true(H5Aclose(attr) >= 0);
+    assert_true(H5Fclose(fid) >= 0);
+}
+
+static void set_string_attr(const char *path, const char *name, const char *value)
+{
+    hid_t fid = open_rw(path);
+    assert_true(H5Adelete(fid, name) >= 0);
+    hid_t type = H5Tcopy(H5T_C_S1);
+    assert_true(type >= 0);
+    assert_true(H5Tset_size(type, strlen(value) + 1) >= 0);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(fid, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(attr >= 0);
+    assert_true(H5Awrite(attr, type, value) >= 0);
+    assert_true(H5Aclose(attr) >= 0);
+    assert_true(H5Sclose(space) >= 0);
+    assert_true(H5Tclose(type) >= 0);
+    assert_true(H5Fclose(fid) >= 0);
+}
+
+/* Overwrites a whole existing dataset with buf (its checksums stay valid). */
+static void overwrite_dataset(const char *path, const char *name, hid_t mem_type, const void *buf)
+{
+    hid_t fid = open_rw(path);
+    hid_t dset = H5Dopen2(fid, name, H5P_DEFAULT);
+    assert_true(dset >= 0);
+    assert_true(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    assert_true(H5Dclose(dset) >= 0);
+    assert_true(H5Fclose(fid) >= 0);
+}
+
+/* Replaces a dataset by one of another type or shape, chunked with Fletcher32
+ * like ours, so only the property under test differs. */
+static void replace_dataset(const char *path, const char *name, hid_t file_type, int rank,
+                            const hsize_t *dims, hid_t mem_type, const void *buf)
+{
+    hid_t fid = open_rw(path);
+    assert_true(H5Ldelete(fid, name, H5P_DEFAULT) >= 0);
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(space >= 0 && dcpl >= 0);
+    assert_true(H5Pset_chunk(dcpl, rank, dims) >= 0);
+    assert_true(H5Pset_fletcher32(dcpl) >= 0);
+    hid_t dset = H5Dcreate2(fid, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(dset >= 0);
+    assert_true(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    assert_true(H5Dclose(dset) >= 0);
+    assert_true(H5Pclose(dcpl) >= 0);
+    assert_true(H5Sclose(space) >= 0);
+    assert_true(H5Fclose(fid) >= 0);
+}
+
+/* ---- round trips ------------------------------------------------------ */
+
+static void test_round_trip_is_bit_exact_for_every_shape(void **state)
+{
+    fixture *fx = *state;
+    static const uint64_t ns[] = {1, 3000};
+    static const uint32_t parts[] = {1, 7};
+    uint64_t tag = 1;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int residual = 0; residual < 2; residual++, tag++) {
+                ckpt_state s;
+                char err[ERR_LEN] = "";
+                make_state(&s, ns[a], parts[b], residual, tag);
+                if (ckpt_save(fx->path, &s, err) != 0)
+                    fail_msg("save n=%llu N=%u residual=%d: %s", (unsigned long long)ns[a],
+                             parts[b], residual, err);
+                assert_loads_as(fx->path, &s);
+                ckpt_state_free(&s);
+            }
+}
+
+/* -0, subnormals, extremes, +inf epsilon, an empty model and a 200 KiB
+ * config (over HDF5's 64 KiB compact-attribute limit) all come back whole. */
+static void test_round_trip_keeps_edge_values(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    make_state(&s, 5, 2, 0, 42);
+    s.server_params[0] = -0.0f;
+    s.server_params[1] = FLT_TRUE_MIN;
+    s.server_params[2] = -FLT_MAX;
+    s.server_stat[3] = DBL_MAX;
+    s.server_stat[4] = DBL_TRUE_MIN;
+    s.seed = UINT64_MAX;
+    s.epoch = UINT64_MAX - 1;
+    s.counters[0] = UINT64_MAX;
+    s.part_epsilon[1] = INFINITY;
+    free(s.model);
+    s.model = dup_string("");
+    free(s.config);
+    size_t big = 200 * 1024;
+    s.config = malloc(big + 1);
+    assert_non_null(s.config);
+    for (size_t i = 0; i < big; i++)
+        s.config[i] = (i % 64 == 63) ? '\n' : (char)('a' + i % 26);
+    s.config[big] = '\0';
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
+    assert_loads_as(fx->path, &s);
+    ckpt_state_free(&s);
+}
+
+/* ---- atomic replacement ---------------------------------------------- */
+
+static void test_save_replaces_old_checkpoint_and_leaves_no_temp_file(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state a, b;
+    save_standard(fx->path, &a, 1);
+    save_standard(fx->path, &b, 2);
+    assert_loads_as(fx->path, &b);
+    char name[256] = "";
+    assert_int_equal(count_entries(fx->dir, name, sizeof name), 1);
+    assert_string_equal(name, "ck.h5");
+    ckpt_state_free(&a);
+    ckpt_state_free(&b);
+}
+
+/* The temporary name is taken by a directory: the create fails, the old
+ * checkpoint still loads as it was, and that directory is not removed. */
+static void test_failed_save_leaves_old_checkpoint_intact(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state a, b;
+    char err[ERR_LEN] = "", tmp[256];
+    save_standard(fx->path, &a, 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", fx->path, (long)getpid());
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    make_state(&b, 3000, 7, 1, 2);
+    assert_int_equal(ckpt_save(fx->path, &b, err), -1);
+    if (!strstr(err, fx->path) || !strstr(err, "H5Fcreate"))
+        fail_msg("message '%s' lacks the file or the failing call", err);
+    assert_loads_as(fx->path, &a);
+    struct stat st;
+    assert_int_equal(stat(tmp, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    char name[256];
+    assert_int_equal(count_entries(fx->dir, name, sizeof name), 2);
+    ckpt_state_free(&a);
+    ckpt_state_free(&b);
+}
+
+static void test_save_into_missing_directory_fails_naming_file(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "", path[256];
+    snprintf(path, sizeof path, "%s/no-such-dir/ck.h5", fx->dir);
+    make_state(&s, 10, 2, 0, 3);
+    assert_int_equal(ckpt_save(path, &s, err), -1);
+    if (!strstr(err, path))
+        fail_msg("message '%s' does not name %s", err, path);
+    char name[256];
+    assert_int_equal(count_entries(fx->dir, name, sizeof name), 0);
+    ckpt_state_free(&s);
+}
+
+static void test_save_refuses_empty_path(void **state)
+{
+    (void)state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    make_state(&s, 10, 2, 0, 4);
+    assert_int_equal(ckpt_save("", &s, err), -1);
+    assert_non_null(strstr(err, "empty file name"));
+    ckpt_state_free(&s);
+}
+
+/* A state its own loader would refuse is never written. */
+static void test_save_refuses_state_that_load_would_refuse(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "", name[256];
+    make_state(&s, 10, 2, 0, 5);
+    s.server_params[4] = NAN;
+    assert_int_equal(ckpt_save(fx->path, &s, err), -1);
+    if (!strstr(err, fx->path) || !strstr(err, "/server/params[4]"))
+        fail_msg("message '%s'", err);
+    s.server_params[4] = 0;
+    s.part_rng[RNG_STATE_WORDS + 3] = 7;
+    assert_int_equal(ckpt_save(fx->path, &s, err), -1);
+    assert_non_null(strstr(err, "/participants/rng[1]"));
+    assert_int_equal(count_entries(fx->dir, name, sizeof name), 0);
+    ckpt_state_free(&s);
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+static void test_load_refuses_missing_file(void **state)
+{
+    fixture *fx = *state;
+    assert_load_refused(fx->path, "cannot open");
+}
+
+static void test_load_refuses_directory(void **state)
+{
+    fixture *fx = *state;
+    assert_load_refused(fx->dir, "not a regular file");
+}
+
+static void test_load_refuses_empty_file(void **state)
+{
+    fixture *fx = *state;
+    write_bytes(fx->path, "", 0);
+    assert_load_refused(fx->path, "not an HDF5 file");
+}
+
+static void test_load_refuses_text_file(void **state)
+{
+    fixture *fx = *state;
+    const char *text = "epochs = 3\nthis is not a checkpoint\n";
+    write_bytes(fx->path, text, strlen(text));
+    assert_load_refused(fx->path, "not an HDF5 file");
+}
+
+/* Cut at the listed offsets and at 64 evenly spaced ones: always refused,
+ * never a crash (the n 3000, N 7 file is about 180 KB). */
+static void test_load_refuses_truncated_file(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 6);
+    size_t len;
+    unsigned char *whole = read_bytes(fx->path, &len);
+    size_t cuts[64 + 5] = {0, 100, 1000, len / 2, len - 1};
+    for (int i = 0; i < 64; i++)
+        cuts[5 + i] = len * (size_t)i / 64 + 7;
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        write_bytes(fx->path, whole, cuts[i]);
+        char err[ERR_LEN] = "";
+        ckpt_state got;
+        if (ckpt_load(fx->path, &got, err) != -1)
+            fail_msg("file cut at %zu of %zu was accepted", cuts[i], len);
+        assert_zeroed(&got);
+        assert_non_null(strstr(err, fx->path));
+    }
+    free(whole);
+    ckpt_state_free(&s);
+}
+
+static size_t find_unique(const unsigned char *hay, size_t len, const void *needle, size_t nlen)
+{
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i + nlen <= len; i++)
+        if (memcmp(hay + i, needle, nlen) == 0) {
+            assert_int_equal(found, SIZE_MAX); /* the pattern must be unique */
+            found = i;
+        }
+    assert_true(found != SIZE_MAX);
+    return found;
+}
+
+/* One bit flipped in the stored /server/params data: HDF5 alone would read
+ * it; the Fletcher32 checksum makes the load fail. */
+static void test_load_detects_flipped_byte_in_server_params(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 7);
+    size_t len;
+    unsigned char *bytes = read_bytes(fx->path, &len);
+    /* The first 16 bytes of the params array, little-endian as stored. */
+    size_t at = find_unique(bytes, len, s.server_params, 16);
+    bytes[at + 9] ^= 0x10;
+    write_bytes(fx->path, bytes, len);
+    assert_load_refused(fx->path, "dataset /server/params is corrupt (checksum)");
+    free(bytes);
+    ckpt_state_free(&s);
+}
+
+/* A bit flipped anywhere (every 11th byte of a small file, metadata included)
+ * is either refused or provably harmless: the load gives the saved state. */
+static void test_load_never_returns_altered_state_after_a_bit_flip(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    make_state(&s, 300, 3, 1, 21);
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
+    size_t len;
+    unsigned char *bytes = read_bytes(fx->path, &len);
+    int refused = 0, tried = 0;
+    for (size_t at = 0; at < len; at += 11, tried++) {
+        bytes[at] ^= (unsigned char)(1u << (at % 8));
+        write_bytes(fx->path, bytes, len);
+        bytes[at] ^= (unsigned char)(1u << (at % 8));
+        ckpt_state got;
+        if (ckpt_load(fx->path, &got, err) == 0) {
+            assert_state_equal(&s, &got);
+            ckpt_state_free(&got);
+        } else {
+            assert_zeroed(&got);
+            assert_non_null(strstr(err, fx->path));
+            refused++;
+        }
+    }
+    /* Nearly all bytes are data or checksummed metadata (measured: 90%+). */
+    assert_true(refused > tried * 3 / 4);
+    free(bytes);
+    ckpt_state_free(&s);
+}
+
+/* A dataset without Fletcher32 (contiguous, as a careless rewrite would
+ * leave it) is refused: its data could not be trusted. */
+static void test_load_refuses_dataset_without_checksum(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 22);
+    hid_t fid = open_rw(fx->path);
+    assert_true(H5Ldelete(fid, "/server/stat", H5P_DEFAULT) >= 0);
+    hsize_t dims[1] = {3000};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t dset = H5Dcreate2(fid, "/server/stat", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                            H5P_DEFAULT);
+    assert_true(space >= 0 && dset >= 0);
+    assert_true(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.server_stat) >= 0);
+    assert_true(H5Dclose(dset) >= 0 && H5Sclose(space) >= 0 && H5Fclose(fid) >= 0);
+    assert_load_refused(fx->path, "dataset /server/stat has no checksum");
+    ckpt_state_free(&s);
+}
+
+/* Rows never written would read back as fill values, silently. */
+static void test_load_refuses_dataset_with_unwritten_chunks(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 23);
+    hid_t fid = open_rw(fx->path);
+    assert_true(H5Ldelete(fid, "/participants/params", H5P_DEFAULT) >= 0);
+    hsize_t dims[2] = {7, 3000}, chunk[2] = {1, 3000}, start[2] = {0, 0}, count[2] = {1, 3000};
+    hid_t space = H5Screate_simple(2, dims, NULL), mem = H5Screate_simple(2, count, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(space >= 0 && mem >= 0 && dcpl >= 0);
+    assert_true(H5Pset_chunk(dcpl, 2, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+    hid_t dset = H5Dcreate2(fid, "/participants/params", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
+                            H5P_DEFAULT);
+    assert_true(dset >= 0);
+    assert_true(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL) >= 0);
+    assert_true(H5Dwrite(dset, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, s.part_params) >= 0);
+    assert_true(H5Dclose(dset) >= 0 && H5Pclose(dcpl) >= 0 && H5Sclose(mem) >= 0);
+    assert_true(H5Sclose(space) >= 0 && H5Fclose(fid) >= 0);
+    assert_load_refused(fx->path, "dataset /participants/params is incomplete (1 of 7 chunks written)");
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_other_version(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 8);
+    set_int_attr(fx->path, "version", 2);
+    assert_load_refused(fx->path, "checkpoint version 2, this dssgd reads version 1");
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_other_format(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 9);
+    set_string_attr(fx->path, "format", "other-format");
+    assert_load_refused(fx->path,
+                        "not a dssgd checkpoint (format 'other-format', expected 'dssgd-checkpoint')");
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_unrelated_hdf5_file(void **state)
+{
+    fixture *fx = *state;
+    hid_t fid = H5Fcreate(fx->path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    hsize_t dims[1] = {10};
+    int data[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t dset = H5Dcreate2(fid, "/data", H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(dset >= 0);
+    assert_true(H5Dwrite(dset, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    assert_true(H5Dclose(dset) >= 0 && H5Sclose(space) >= 0 && H5Fclose(fid) >= 0);
+    assert_load_refused(fx->path, "not a dssgd checkpoint (no 'format' attribute");
+}
+
+/* /participants/params with N + 1 rows disagrees with N from /participants/epsilon. */
+static void test_load_refuses_mismatched_shapes(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 10);
+    hsize_t dims[2] = {8, 3000};
+    float *rows = calloc(8 * 3000, sizeof *rows);
+    assert_non_null(rows);
+    replace_dataset(fx->path, "/participants/params", H5T_IEEE_F32LE, 2, dims, H5T_NATIVE_FLOAT, rows);
+    assert_load_refused(fx->path, "dataset /participants/params has shape [8][3000], expected [7][3000]");
+    free(rows);
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_wrong_element_type(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 11);
+    hsize_t dims[1] = {3000};
+    replace_dataset(fx->path, "/server/stat", H5T_IEEE_F32LE, 1, dims, H5T_NATIVE_FLOAT, s.server_params);
+    assert_load_refused(fx->path, "dataset /server/stat is float32, expected float64");
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_nan_in_server_params(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 12);
+    s.server_params[5] = NAN;
+    overwrite_dataset(fx->path, "/server/params", H5T_NATIVE_FLOAT, s.server_params);
+    assert_load_refused(fx->path, "/server/params[5] is nan, not a finite number");
+    ckpt_state_free(&s);
+}
+
+/* used = 7 cannot come from rng_save (a block holds 4 words). */
+static void test_load_refuses_impossible_rng_state(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 13);
+    s.part_rng[2 * RNG_STATE_WORDS + 3] = 7;
+    overwrite_dataset(fx->path, "/participants/rng", H5T_NATIVE_UINT64, s.part_rng);
+    assert_load_refused(fx->path, "/participants/rng[2] is not a possible generator state");
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_negative_epsilon(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 14);
+    s.part_epsilon[6] = -0.5;
+    overwrite_dataset(fx->path, "/participants/epsilon", H5T_NATIVE_DOUBLE, s.part_epsilon);
+    assert_load_refused(fx->path, "/participants/epsilon[6] is -0.5");
+    ckpt_state_free(&s);
+}
+
+/* ---- inspect ------------------------------------------------------------ */
+
+static void test_inspect_prints_epoch_n_N_and_config(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    save_standard(fx->path, &s, 15);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    if (ckpt_inspect(fx->path, out, err) != 0)
+        fail_msg("inspect: %s", err);
+    assert_int_equal(fclose(out), 0);
+    static const char *const want[] = {
+        "format    dssgd-checkpoint\n", "version   1\n", "epoch     25\n", "n         3000\n",
+        "N         7\n", "residual  yes\n", "model     mlp:784-128-10\n",
+        "config\n    participants = 7\n    n = 3000\n    lr = 0.01\n    tag = 15\n"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(buf, want[i]))
+            fail_msg("inspect output lacks '%s':\n%s", want[i], buf);
+    free(buf);
+
+    /* A bad file is refused the same way load refuses it. */
+    set_int_attr(fx->path, "version", 3);
+    out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    assert_int_equal(ckpt_inspect(fx->path, out, err), -1);
+    assert_int_equal(fclose(out), 0);
+    assert_non_null(strstr(err, "checkpoint version 3"));
+    free(buf);
+    ckpt_state_free(&s);
+}
+
+/* ---- the real tools read the layout ----------------------------------- */
+
+/* Runs cmd and returns its whole output (malloc'd) and exit status. */
+static char *run_capture(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 1024) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    buf[len] = '\0';
+    *status = pclose(p);
+    return buf;
+}
+
+static void test_h5dump_lists_layout(void **state)
+{
+    fixture *fx = *state;
+    if (system("command -v h5dump >/dev/null 2>&1") != 0) {
+        print_message("h5dump not found (Debian package hdf5-tools): skipped\n");
+        skip();
+    }
+    ckpt_state s;
+    save_standard(fx->path, &s, 16);
+    char cmd[512];
+    int status;
+    snprintf(cmd, sizeof cmd, "h5dump -H -p '%s' 2>&1", fx->path);
+    char *out = run_capture(cmd, &status);
+    if (status != 0)
+        fail_msg("%s failed:\n%s", cmd, out);
+    static const char *const header[] = {
+        "ATTRIBUTE \"format\"", "ATTRIBUTE \"version\"", "ATTRIBUTE \"epoch\"", "ATTRIBUTE \"seed\"",
+        "ATTRIBUTE \"config\"", "ATTRIBUTE \"model\"", "GROUP \"server\"", "GROUP \"participants\"",
+        "CHECKSUM FLETCHER32"};
+    for (size_t i = 0; i < sizeof header / sizeof header[0]; i++)
+        if (!strstr(out, header[i]))
+            fail_msg("h5dump -H lacks %s:\n%s", header[i], out);
+    free(out);
+
+    /* Each dataset by its full path, with its type and shape. */
+    static const char *const dsets[][3] = {
+        {"/server/params", "H5T_IEEE_F32LE", "( 3000 )"},
+        {"/server/stat", "H5T_IEEE_F64LE", "( 3000 )"},
+        {"/server/rng", "H5T_STD_U64LE", "( 2, 4 )"},
+        {"/server/counters", "H5T_STD_U64LE", "( 2 )"},
+        {"/participants/params", "H5T_IEEE_F32LE", "( 7, 3000 )"},
+        {"/participants/residual", "H5T_IEEE_F32LE", "( 7, 3000 )"},
+        {"/participants/rng", "H5T_STD_U64LE", "( 7, 4 )"},
+        {"/participants/epsilon", "H5T_IEEE_F64LE", "( 7 )"}};
+    for (size_t i = 0; i < sizeof dsets / sizeof dsets[0]; i++) {
+        snprintf(cmd, sizeof cmd, "h5dump -H -d '%s' '%s' 2>&1", dsets[i][0], fx->path);
+        out = run_capture(cmd, &status);
+        if (status != 0 || !strstr(out, dsets[i][1]) || !strstr(out, dsets[i][2]))
+            fail_msg("%s: expected %s %s:\n%s", cmd, dsets[i][1], dsets[i][2], out);
+        free(out);
+    }
+
+    /* The version attribute's value as h5dump prints it. */
+    snprintf(cmd, sizeof cmd, "h5dump -a /version '%s' 2>&1", fx->path);
+    out = run_capture(cmd, &status);
+    if (status != 0 || !strstr(out, "(0): 1"))
+        fail_msg("%s:\n%s", cmd, out);
+    free(out);
+    ckpt_state_free(&s);
+}
+
+/* The first python3 (PATH, then Debian's) that imports h5py, or NULL. */
+static const char *python_with_h5py(void)
+{
+    static const char *const candidates[] = {"python3", "/usr/bin/python3"};
+    for (size_t i = 0; i < 2; i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "%s -c 'import h5py' >/dev/null 2>&1", candidates[i]);
+        if (system(cmd) == 0)
+            return candidates[i];
+    }
+    return NULL;
+}
+
+static void test_h5py_reads_layout(void **state)
+{
+    fixture *fx = *state;
+    const char *python = python_with_h5py();
+    if (!python) {
+        print_message("no python3 with h5py (Debian package python3-h5py): skipped\n");
+        skip();
+    }
+    const char *script = "tests/ckpt_layout.py";
+    assert_int_equal(access(script, R_OK), 0); /* the suite runs from the repository root */
+    char cmd[512];
+    int status;
+    for (int residual = 0; residual < 2; residual++) {
+        ckpt_state s;
+        char err[ERR_LEN] = "";
+        make_state(&s, 3000, 7, residual, 17 + (uint64_t)residual);
+        if (ckpt_save(fx->path, &s, err) != 0)
+            fail_msg("save: %s", err);
+        snprintf(cmd, sizeof cmd, "%s %s '%s' 3000 7 %a 2>&1", python, script, fx->path,
+                 (double)s.server_params[0]);
+        char *out = run_capture(cmd, &status);
+        if (status != 0 || strcmp(out, "OK\n") != 0)
+            fail_msg("%s:\n%s", cmd, out);
+        free(out);
+
+        /* And it notices a wrong expectation (the check is not vacuous). */
+        snprintf(cmd, sizeof cmd, "%s %s '%s' 3000 7 %a 2>&1", python, script, fx->path,
+                 (double)s.server_params[0] + 1.0);
+        out = run_capture(cmd, &status);
+        assert_int_not_equal(status, 0);
+        free(out);
+        ckpt_state_free(&s);
+    }
+}
+
+int main(void)
+{
+    H5Eget_auto2(H5E_DEFAULT, &initial_auto_func, &initial_auto_data);
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_round_trip_is_bit_exact_for_every_shape),
+        T(test_round_trip_keeps_edge_values),
+        T(test_save_replaces_old_checkpoint_and_leaves_no_temp_file),
+        T(test_failed_save_leaves_old_checkpoint_intact),
+        T(test_save_into_missing_directory_fails_naming_file),
+        T(test_save_refuses_empty_path),
+        T(test_save_refuses_state_that_load_would_refuse),
+        T(test_load_refuses_missing_file),
+        T(test_load_refuses_directory),
+        T(test_load_refuses_empty_file),
+        T(test_load_refuses_text_file),
+        T(test_load_refuses_truncated_file),
+        T(test_load_detects_flipped_byte_in_server_params),
+        T(test_load_never_returns_altered_state_after_a_bit_flip),
+        T(test_load_refuses_dataset_without_checksum),
+        T(test_load_refuses_dataset_with_unwritten_chunks),
+        T(test_load_refuses_other_version),
+        T(test_load_refuses_other_format),
+        T(test_load_refuses_unrelated_hdf5_file),
+        T(test_load_refuses_mismatched_shapes),
+        T(test_load_refuses_wrong_element_type),
+        T(test_load_refuses_nan_in_server_params),
+        T(test_load_refuses_impossible_rng_state),
+        T(test_load_refuses_negative_epsilon),
+        T(test_inspect_prints_epoch_n_N_and_config),
+        T(test_h5dump_lists_layout),
+        T(test_h5py_reads_layout),
+    };
+#undef T
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    H5close(); /* frees HDF5's global state so valgrind sees no leak */
+    return failed;
+}
