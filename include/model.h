@@ -15,6 +15,9 @@ typedef enum {
     LAYER_DENSE, /* y = W x + b; params: W (out_size, in_size) then b (out_size) */
     LAYER_RELU,
     LAYER_TANH,
+    LAYER_CONV,  /* valid, stride 1; params: W (out_c, in_c * k * k) then b (out_c) */
+    LAYER_POOL,  /* max-pool, window k, stride k (floor) */
+    LAYER_PAD,   /* zero padding by k on each side (the input stage) */
 } model_layer_kind;
 
 /* Shapes are per example, (channels, height, width); a dense layer's output is
@@ -24,6 +27,7 @@ typedef struct {
     model_layer_kind kind;
     int in_c, in_h, in_w;
     int out_c, out_h, out_w;
+    int k;                        /* conv kernel, pool window or padding */
     size_t in_size, out_size;     /* c*h*w of input and output */
     size_t param_offset;          /* first parameter of this layer in the flat buffer */
     size_t param_count;           /* 0 for parameter-free layers */
@@ -42,9 +46,13 @@ typedef struct {
 
 /* Builds a model for (input_h x input_w) grey images and num_classes:
  *   "mlp"                  the paper's 784-128-64-10 with ReLU
+ *   "cnn"                  the paper's MNIST CNN: 28x28 padded to 32x32, conv
+ *                          5x5x32 tanh, max-pool 3, conv 5x5x64 tanh, max-pool
+ *                          2, dense 200 tanh, dense 10 (105,506 parameters)
  *   "784-256-10"           an MLP with ReLU between dense layers (the first
  *                          number must be the input size, the last num_classes)
- *   "d128-relu,d64-tanh,d10"  layer by layer: dN dense, relu, tanh
+ *   "d128-relu,d64-tanh,d10"  layer by layer: dN dense, cKxN conv (K x K, N
+ *                          maps), pK max-pool, padK zero padding, relu, tanh
  * A final dense layer of num_classes outputs is required. */
 int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_classes,
                 char *err);

@@ -19,11 +19,14 @@ struct model_ws {
     float *act[MODEL_MAX_LAYERS]; /* (max_batch, layer out_size): each layer's output */
     float *probs;              /* (max_batch, num_classes) softmax of the logits */
     float *delta_a, *delta_b;  /* (max_batch, largest layer size): backward ping-pong */
+    float *col, *dcol;         /* (in_c k k, max_batch out_h out_w): conv as one GEMM */
+    float *tmp;                /* (out_c, max_batch out_h out_w): conv output, map-major */
+    uint32_t *argmax[MODEL_MAX_LAYERS]; /* (max_batch, out_size): where each pool max came from */
 };
 
 /* ---- building ---------------------------------------------------------- */
 
-static int add_layer(model_t *m, model_layer_kind kind, int width, char *err)
+static int add_layer(model_t *m, model_layer_kind kind, int width, int k, char *err)
 {
     if (m->num_layers == MODEL_MAX_LAYERS)
         return err_set(err, "model: more than %d layers", MODEL_MAX_LAYERS);
@@ -37,14 +40,33 @@ static int add_layer(model_t *m, model_layer_kind kind, int width, char *err)
         l->in_c = prev->out_c; l->in_h = prev->out_h; l->in_w = prev->out_w;
     }
     l->in_size = (size_t)l->in_c * l->in_h * l->in_w;
-    if (kind == LAYER_DENSE) {
+    l->k = k;
+    l->out_c = l->in_c; l->out_h = l->in_h; l->out_w = l->in_w;
+    switch (kind) {
+    case LAYER_DENSE:
         l->out_c = width; l->out_h = 1; l->out_w = 1;
-        l->out_size = (size_t)width;
-        l->param_count = l->out_size * l->in_size + l->out_size;
-    } else {
-        l->out_c = l->in_c; l->out_h = l->in_h; l->out_w = l->in_w;
-        l->out_size = l->in_size;
+        l->param_count = (size_t)width * l->in_size + (size_t)width;
+        break;
+    case LAYER_CONV:
+        if (k > l->in_h || k > l->in_w)
+            return err_set(err, "model: %dx%d kernel on a %dx%d input", k, k, l->in_h, l->in_w);
+        l->out_c = width; l->out_h = l->in_h - k + 1; l->out_w = l->in_w - k + 1;
+        l->param_count = (size_t)width * l->in_c * k * k + (size_t)width;
+        break;
+    case LAYER_POOL:
+        if (k > l->in_h || k > l->in_w)
+            return err_set(err, "model: pool window %d on a %dx%d input", k, l->in_h, l->in_w);
+        l->out_h = l->in_h / k; l->out_w = l->in_w / k;
+        break;
+    case LAYER_PAD:
+        l->out_h = l->in_h + 2 * k; l->out_w = l->in_w + 2 * k;
+        break;
+    default:
+        break;
     }
+    l->out_size = (size_t)l->out_c * l->out_h * l->out_w;
+    if (l->out_size > ((size_t)1 << 26))
+        return err_set(err, "model: a layer of %zu values per example is too large", l->out_size);
     l->param_offset = m->num_params;
     m->num_params += l->param_count;
     m->num_layers++;
@@ -125,6 +147,9 @@ int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_
     char layers[MODEL_SPEC_LEN];
     if (strcmp(spec, "mlp") == 0) {
         snprintf(layers, sizeof layers, "d128-relu,d64-relu,d%d", num_classes);
+    } else if (strcmp(spec, "cnn") == 0) {
+        snprintf(layers, sizeof layers, "pad2,c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d%d",
+                 num_classes);
     } else {
         int shorthand = mlp_shorthand(spec, m->input_size, num_classes, layers, err);
         if (shorthand < 0)
@@ -145,18 +170,36 @@ int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_
         memcpy(tok, p, len);
         tok[len] = '\0';
         int rc;
+        const char *x = strchr(tok, 'x');
         if (strcmp(tok, "relu") == 0) {
-            rc = add_layer(m, LAYER_RELU, 0, err);
+            rc = add_layer(m, LAYER_RELU, 0, 0, err);
         } else if (strcmp(tok, "tanh") == 0) {
-            rc = add_layer(m, LAYER_TANH, 0, err);
+            rc = add_layer(m, LAYER_TANH, 0, 0, err);
+        } else if (strncmp(tok, "pad", 3) == 0) {
+            long k = parse_width(tok + 3, len - 3);
+            if (k < 0 || k > 64)
+                return err_set(err, "model '%s': bad padding '%s' (want padK, 0 < K <= 64)", spec, tok);
+            rc = add_layer(m, LAYER_PAD, 0, (int)k, err);
+        } else if (tok[0] == 'p') {
+            long k = parse_width(tok + 1, len - 1);
+            if (k < 0 || k > 64)
+                return err_set(err, "model '%s': bad pool '%s' (want pK, 0 < K <= 64)", spec, tok);
+            rc = add_layer(m, LAYER_POOL, 0, (int)k, err);
+        } else if (tok[0] == 'c' && x) {
+            long k = parse_width(tok + 1, (size_t)(x - tok - 1));
+            long maps = parse_width(x + 1, strlen(x + 1));
+            if (k < 0 || k > 64 || maps < 0 || maps > 65536)
+                return err_set(err, "model '%s': bad conv '%s' (want cKxN: K x K kernel, N maps)",
+                               spec, tok);
+            rc = add_layer(m, LAYER_CONV, (int)maps, (int)k, err);
         } else if (tok[0] == 'd') {
             long w = parse_width(tok + 1, len - 1);
             if (w < 0)
                 return err_set(err, "model '%s': bad dense layer '%s' (want dN, N > 0)", spec, tok);
-            rc = add_layer(m, LAYER_DENSE, (int)w, err);
+            rc = add_layer(m, LAYER_DENSE, (int)w, 0, err);
         } else {
-            return err_set(err, "model '%s': unknown layer '%s' (known: dN, relu, tanh)", spec,
-                           tok);
+            return err_set(err, "model '%s': unknown layer '%s' (known: dN, cKxN, pK, padK, relu, "
+                           "tanh)", spec, tok);
         }
         if (rc)
             return -1;
@@ -181,23 +224,30 @@ void model_init_params(const model_t *m, float *params, rng_t *rng)
 {
     for (int i = 0; i < m->num_layers; i++) {
         const model_layer *l = &m->layers[i];
-        if (l->kind != LAYER_DENSE)
+        if (l->kind != LAYER_DENSE && l->kind != LAYER_CONV)
             continue;
+        /* Glorot: fans are the inputs and outputs one weight connects. */
+        size_t outs = (size_t)l->out_c, weights = l->param_count - outs;
+        double fan_in = (double)weights / (double)outs;
+        double fan_out = l->kind == LAYER_CONV ? (double)l->out_c * l->k * l->k : (double)outs;
+        double limit = sqrt(6.0 / (fan_in + fan_out));
         float *w = params + l->param_offset;
-        float *b = w + l->out_size * l->in_size;
-        double limit = sqrt(6.0 / (double)(l->in_size + l->out_size));
-        for (size_t j = 0; j < l->out_size * l->in_size; j++)
+        for (size_t j = 0; j < weights; j++)
             w[j] = (float)((2.0 * rng_uniform(rng) - 1.0) * limit);
-        memset(b, 0, l->out_size * sizeof *b);
+        memset(w + weights, 0, outs * sizeof *w);
     }
 }
 
 double model_forward_flops(const model_t *m)
 {
     double flops = 0;
-    for (int i = 0; i < m->num_layers; i++)
-        if (m->layers[i].kind == LAYER_DENSE)
-            flops += 2.0 * (double)m->layers[i].in_size * (double)m->layers[i].out_size;
+    for (int i = 0; i < m->num_layers; i++) {
+        const model_layer *l = &m->layers[i];
+        if (l->kind == LAYER_DENSE)
+            flops += 2.0 * (double)l->in_size * (double)l->out_size;
+        else if (l->kind == LAYER_CONV)
+            flops += 2.0 * (double)l->out_size * l->in_c * l->k * l->k;
+    }
     return flops;
 }
 
@@ -226,16 +276,33 @@ model_ws *model_ws_create(const model_t *m, int max_batch)
         if (m->layers[i].out_size > widest)
             widest = m->layers[i].out_size;
     }
-    size_t b = (size_t)max_batch;
+    size_t b = (size_t)max_batch, col = 0, tmp = 0;
+    for (int i = 0; i < m->num_layers; i++) {
+        const model_layer *l = &m->layers[i];
+        if (l->kind != LAYER_CONV)
+            continue;
+        size_t p = (size_t)l->out_h * l->out_w;
+        size_t k = (size_t)l->in_c * l->k * l->k * p;
+        col = k > col ? k : col;
+        tmp = l->out_size > tmp ? l->out_size : tmp;
+    }
+    ws->col = alloc_floats(b * col);
+    ws->dcol = alloc_floats(b * col);
+    ws->tmp = alloc_floats(b * tmp);
     ws->input = alloc_floats(b * m->input_size);
     ws->labels = calloc(b, 1);
     ws->probs = alloc_floats(b * (size_t)m->num_classes);
     ws->delta_a = alloc_floats(b * widest);
     ws->delta_b = alloc_floats(b * widest);
     int ok = ws->input && ws->labels && ws->probs && ws->delta_a && ws->delta_b;
+    ok = ok && ws->col && ws->dcol && ws->tmp;
     for (int i = 0; i < m->num_layers && ok; i++) {
         ws->act[i] = alloc_floats(b * m->layers[i].out_size);
         ok = ws->act[i] != NULL;
+        if (ok && m->layers[i].kind == LAYER_POOL) {
+            ws->argmax[i] = calloc(b * m->layers[i].out_size, sizeof(uint32_t));
+            ok = ws->argmax[i] != NULL;
+        }
     }
     if (!ok) {
         model_ws_free(ws);
@@ -253,8 +320,13 @@ void model_ws_free(model_ws *ws)
     free(ws->probs);
     free(ws->delta_a);
     free(ws->delta_b);
-    for (int i = 0; i < MODEL_MAX_LAYERS; i++)
+    for (int i = 0; i < MODEL_MAX_LAYERS; i++) {
         free(ws->act[i]);
+        free(ws->argmax[i]);
+    }
+    free(ws->col);
+    free(ws->dcol);
+    free(ws->tmp);
     free(ws);
 }
 
@@ -262,6 +334,159 @@ int model_ws_max_batch(const model_ws *ws) { return ws->max_batch; }
 float *model_ws_input(model_ws *ws) { return ws->input; }
 uint8_t *model_ws_labels(model_ws *ws) { return ws->labels; }
 const float *model_ws_probs(const model_ws *ws) { return ws->probs; }
+
+/* ---- convolution, pooling, padding ------------------------------------- */
+
+/* col (in_c k k, batch P) with P = out_h out_w: column b P + p holds the
+ * k x k x in_c patch under output pixel p of example b. */
+static void im2col(const model_layer *l, const float *x, int batch, float *col)
+{
+    int k = l->k, oh = l->out_h, ow = l->out_w, ih = l->in_h, iw = l->in_w;
+    size_t P = (size_t)oh * ow, cols = (size_t)batch * P;
+    for (int c = 0; c < l->in_c; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                float *row = col + ((size_t)(c * k + ky) * k + kx) * cols;
+                for (int b = 0; b < batch; b++) {
+                    const float *img = x + (size_t)b * l->in_size + (size_t)c * ih * iw;
+                    for (int y = 0; y < oh; y++)
+                        memcpy(row + (size_t)b * P + (size_t)y * ow, img + (size_t)(y + ky) * iw + kx,
+                               (size_t)ow * sizeof *row);
+                }
+            }
+}
+
+/* The adjoint of im2col: adds every column entry back to its input pixel. */
+static void col2im(const model_layer *l, const float *col, int batch, float *dx)
+{
+    int k = l->k, oh = l->out_h, ow = l->out_w, ih = l->in_h, iw = l->in_w;
+    size_t P = (size_t)oh * ow, cols = (size_t)batch * P;
+    memset(dx, 0, (size_t)batch * l->in_size * sizeof *dx);
+    for (int c = 0; c < l->in_c; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                const float *row = col + ((size_t)(c * k + ky) * k + kx) * cols;
+                for (int b = 0; b < batch; b++) {
+                    float *img = dx + (size_t)b * l->in_size + (size_t)c * ih * iw;
+                    for (int y = 0; y < oh; y++) {
+                        const float *src = row + (size_t)b * P + (size_t)y * ow;
+                        float *dst = img + (size_t)(y + ky) * iw + kx;
+                        for (int xx = 0; xx < ow; xx++)
+                            dst[xx] += src[xx];
+                    }
+                }
+            }
+}
+
+/* One GEMM for the whole batch: tmp (out_c, batch P) = W col, then each
+ * example's maps are copied out (batch, out_c, P) with the bias added. */
+static void conv_forward(const model_layer *l, const float *params, const float *x, float *y,
+                         int batch, model_ws *ws)
+{
+    const float *w = params + l->param_offset;       /* (out_c, in_c k k) */
+    const float *bias = w + l->param_count - (size_t)l->out_c;
+    int K = l->in_c * l->k * l->k, P = l->out_h * l->out_w, N = batch * P;
+    im2col(l, x, batch, ws->col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->out_c, N, K, 1.0f, w, K, ws->col,
+                N, 0.0f, ws->tmp, N);
+    for (int b = 0; b < batch; b++)
+        for (int o = 0; o < l->out_c; o++) {
+            const float *src = ws->tmp + (size_t)o * N + (size_t)b * P;
+            float *dst = y + (size_t)b * l->out_size + (size_t)o * P;
+            for (int p = 0; p < P; p++)
+                dst[p] = src[p] + bias[o];
+        }
+}
+
+/* delta (batch, out_c, P) in; dx (batch, in) out when need_dx; then
+ * out_W += alpha dW, out_b += alpha db. dx is computed first: out may alias
+ * params. */
+static void conv_backward(const model_layer *l, const float *params, const float *x,
+                          const float *delta, float *dx, int batch, float alpha, float *out,
+                          model_ws *ws)
+{
+    const float *w = params + l->param_offset;
+    float *w_out = out + l->param_offset;
+    float *b_out = w_out + l->param_count - (size_t)l->out_c;
+    int K = l->in_c * l->k * l->k, P = l->out_h * l->out_w, N = batch * P;
+    for (int b = 0; b < batch; b++) /* map-major, as the forward GEMM's output */
+        for (int o = 0; o < l->out_c; o++)
+            memcpy(ws->tmp + (size_t)o * N + (size_t)b * P,
+                   delta + (size_t)b * l->out_size + (size_t)o * P, (size_t)P * sizeof *delta);
+    if (dx) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, l->out_c, 1.0f, w, K, ws->tmp,
+                    N, 0.0f, ws->dcol, N);
+        col2im(l, ws->dcol, batch, dx);
+    }
+    im2col(l, x, batch, ws->col); /* a later conv reused the buffer */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, K, N, alpha, ws->tmp, N,
+                ws->col, N, 1.0f, w_out, K);
+    for (int o = 0; o < l->out_c; o++) {
+        const float *d = ws->tmp + (size_t)o * N;
+        float s = 0.0f;
+        for (int i = 0; i < N; i++)
+            s += d[i];
+        b_out[o] += alpha * s;
+    }
+}
+
+/* Max over each k x k window; argmax keeps the input position of the first
+ * maximum (ties go to the earliest in row-major order). */
+static void pool_forward(const model_layer *l, const float *x, float *y, uint32_t *argmax,
+                         int batch)
+{
+    int k = l->k, ih = l->in_h, iw = l->in_w, oh = l->out_h, ow = l->out_w;
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < l->in_c; c++) {
+            const float *img = x + (size_t)b * l->in_size + (size_t)c * ih * iw;
+            size_t base = (size_t)b * l->out_size + (size_t)c * oh * ow;
+            for (int yy = 0; yy < oh; yy++)
+                for (int xx = 0; xx < ow; xx++) {
+                    int best = yy * k * iw + xx * k;
+                    for (int dy = 0; dy < k; dy++)
+                        for (int dx = 0; dx < k; dx++) {
+                            int at = (yy * k + dy) * iw + xx * k + dx;
+                            if (img[at] > img[best])
+                                best = at;
+                        }
+                    y[base + (size_t)yy * ow + xx] = img[best];
+                    argmax[base + (size_t)yy * ow + xx] = (uint32_t)((size_t)c * ih * iw + best);
+                }
+        }
+}
+
+static void pool_backward(const model_layer *l, const float *delta, const uint32_t *argmax,
+                          float *dx, int batch)
+{
+    memset(dx, 0, (size_t)batch * l->in_size * sizeof *dx);
+    for (int b = 0; b < batch; b++)
+        for (size_t i = 0; i < l->out_size; i++)
+            dx[(size_t)b * l->in_size + argmax[(size_t)b * l->out_size + i]] +=
+                delta[(size_t)b * l->out_size + i];
+}
+
+static void pad_forward(const model_layer *l, const float *x, float *y, int batch)
+{
+    int k = l->k, ih = l->in_h, iw = l->in_w, ow = l->out_w;
+    memset(y, 0, (size_t)batch * l->out_size * sizeof *y);
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < l->in_c; c++)
+            for (int yy = 0; yy < ih; yy++)
+                memcpy(y + (size_t)b * l->out_size + ((size_t)c * l->out_h + yy + k) * ow + k,
+                       x + (size_t)b * l->in_size + ((size_t)c * ih + yy) * iw,
+                       (size_t)iw * sizeof *y);
+}
+
+static void pad_backward(const model_layer *l, const float *delta, float *dx, int batch)
+{
+    int k = l->k, ih = l->in_h, iw = l->in_w, ow = l->out_w;
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < l->in_c; c++)
+            for (int yy = 0; yy < ih; yy++)
+                memcpy(dx + (size_t)b * l->in_size + ((size_t)c * ih + yy) * iw,
+                       delta + (size_t)b * l->out_size + ((size_t)c * l->out_h + yy + k) * ow + k,
+                       (size_t)iw * sizeof *dx);
+}
 
 /* ---- forward ----------------------------------------------------------- */
 
@@ -300,6 +525,15 @@ double model_forward(const model_t *m, const float *params, model_ws *ws, int ba
         case LAYER_TANH:
             for (size_t j = 0; j < n; j++)
                 y[j] = tanhf(x[j]);
+            break;
+        case LAYER_CONV:
+            conv_forward(l, params, x, y, batch, ws);
+            break;
+        case LAYER_POOL:
+            pool_forward(l, x, y, ws->argmax[i], batch);
+            break;
+        case LAYER_PAD:
+            pad_forward(l, x, y, batch);
             break;
         }
         x = y;
@@ -351,12 +585,15 @@ void model_backward(const model_t *m, const float *params, model_ws *ws, int bat
         d[ws->labels[r]] -= inv_batch;
     }
 
-    for (int i = m->num_layers - 1; i >= 0; i--) {
+    int first_learning = 0; /* nothing upstream of it learns: no gradient needed there */
+    while (first_learning < m->num_layers && m->layers[first_learning].param_count == 0)
+        first_learning++;
+    for (int i = m->num_layers - 1; i >= first_learning; i--) {
         const model_layer *l = &m->layers[i];
         const float *x = i > 0 ? ws->act[i - 1] : ws->input;
         const float *y = ws->act[i];
         size_t n = (size_t)batch * l->out_size;
-        int need_dx = i > 0; /* nothing upstream of the first layer learns */
+        int need_dx = i > first_learning;
         switch (l->kind) {
         case LAYER_DENSE: {
             const float *w = params + l->param_offset;
@@ -396,6 +633,24 @@ void model_backward(const model_t *m, const float *params, model_ws *ws, int bat
             if (need_dx)
                 for (size_t j = 0; j < n; j++)
                     delta[j] *= 1.0f - y[j] * y[j];
+            break;
+        case LAYER_CONV:
+            conv_backward(l, params, x, delta, need_dx ? spare : NULL, batch, alpha, out, ws);
+            if (need_dx) {
+                float *t = delta; delta = spare; spare = t;
+            }
+            break;
+        case LAYER_POOL:
+            if (need_dx) {
+                pool_backward(l, delta, ws->argmax[i], spare, batch);
+                float *t = delta; delta = spare; spare = t;
+            }
+            break;
+        case LAYER_PAD:
+            if (need_dx) {
+                pad_backward(l, delta, spare, batch);
+                float *t = delta; delta = spare; spare = t;
+            }
             break;
         }
     }

@@ -49,9 +49,13 @@ static double mean_loss(const model_t *m, const float *w, model_ws *ws, int batc
 /* Central differences with step h on `checks` parameters (all if 0),
  * against model_backward's gradient. Tolerance: |fd - g| <= abs_tol +
  * rel_tol * max(|fd|, |g|); the float32 forward pass limits fd's accuracy to
- * about 1e-7 * loss / h. */
-static void check_gradient(const char *spec, int h_img, int w_img, int batch, size_t checks,
-                           double h, double abs_tol, double rel_tol)
+ * about 1e-7 * loss / h. Where a max-pool switches or a ReLU crosses zero
+ * within h, the loss has a kink and the central difference averages two
+ * slopes; backward then equals one of the one-sided differences, which is
+ * accepted (with twice the tolerance: their error is O(h), not O(h^2)). */
+static void check_gradient_allowing(const char *spec, int h_img, int w_img, int batch,
+                                    size_t checks, double h, double abs_tol, double rel_tol,
+                                    size_t allowed)
 {
     char err[ERR_LEN];
     model_t m;
@@ -74,20 +78,42 @@ static void check_gradient(const char *spec, int h_img, int w_img, int batch, si
         w[i] = saved - (float)h;
         double down = mean_loss(&m, w, ws, batch);
         w[i] = saved;
+        double mid = mean_loss(&m, w, ws, batch);
         double step = (double)(saved + (float)h) - (double)(saved - (float)h);
         double fd = (up - down) / step;
+        double fd_up = (up - mid) / ((double)(saved + (float)h) - saved);
+        double fd_down = (mid - down) / (saved - (double)(saved - (float)h));
         double g = grad[i];
-        if (fabs(fd - g) > abs_tol + rel_tol * fmax(fabs(fd), fabs(g))) {
+        double tol = abs_tol + rel_tol * fmax(fabs(fd), fabs(g));
+        int kink = fabs(fd_up - fd_down) > 4 * tol;
+        int one_sided = kink && (fabs(fd_up - g) <= 2 * tol || fabs(fd_down - g) <= 2 * tol);
+        if (fabs(fd - g) > tol && !one_sided) {
             if (bad < 5)
                 print_message("%s param %zu: fd %.6g backward %.6g\n", spec, i, fd, g);
             bad++;
         }
     }
-    /* ReLU kinks within h of a pre-activation can spoil a rare check. */
-    assert_true(bad <= count / 200);
+    /* Two kinks within h of one parameter can still spoil a rare check. */
+    if (bad)
+        print_message("%s: %zu of %zu checks outside tolerance\n", spec, bad, count);
+    assert_true(bad <= allowed);
     free(w);
     free(grad);
     model_ws_free(ws);
+}
+
+/* At most 0.5% of the checks may miss: two kinks within h of one parameter. */
+static void check_gradient(const char *spec, int h_img, int w_img, int batch, size_t checks,
+                           double h, double abs_tol, double rel_tol)
+{
+    size_t count = checks;
+    if (!count) {
+        char err[ERR_LEN];
+        model_t m;
+        model_build(&m, spec, h_img, w_img, 10, err);
+        count = m.num_params;
+    }
+    check_gradient_allowing(spec, h_img, w_img, batch, checks, h, abs_tol, rel_tol, count / 200);
 }
 
 static void test_gradient_dense_softmax_matches_finite_differences(void **state)
@@ -200,6 +226,149 @@ static void test_fused_step_equals_gradient_step(void **state)
     model_ws_free(ws);
 }
 
+/* Naive double-precision forward of any layer list for one example: direct
+ * convolution, explicit pooling and padding loops. Returns the activations
+ * of the last layer (the logits) in out. */
+static void naive_forward(const model_t *m, const float *w, const float *img, double *out)
+{
+    static double a[65536], b[65536];
+    for (size_t i = 0; i < m->input_size; i++)
+        a[i] = img[i];
+    for (int li = 0; li < m->num_layers; li++) {
+        const model_layer *l = &m->layers[li];
+        const float *W = w + l->param_offset;
+        int ih = l->in_h, iw = l->in_w, oh = l->out_h, ow = l->out_w, k = l->k;
+        switch (l->kind) {
+        case LAYER_DENSE:
+            for (size_t o = 0; o < l->out_size; o++) {
+                double s = W[l->in_size * l->out_size + o];
+                for (size_t i = 0; i < l->in_size; i++)
+                    s += (double)W[o * l->in_size + i] * a[i];
+                b[o] = s;
+            }
+            break;
+        case LAYER_CONV:
+            for (int o = 0; o < l->out_c; o++)
+                for (int y = 0; y < oh; y++)
+                    for (int x = 0; x < ow; x++) {
+                        double s = W[(size_t)l->out_c * l->in_c * k * k + o];
+                        for (int c = 0; c < l->in_c; c++)
+                            for (int dy = 0; dy < k; dy++)
+                                for (int dx = 0; dx < k; dx++)
+                                    s += (double)W[((o * l->in_c + c) * k + dy) * k + dx] *
+                                         a[(c * ih + y + dy) * iw + x + dx];
+                        b[(o * oh + y) * ow + x] = s;
+                    }
+            break;
+        case LAYER_POOL:
+            for (int c = 0; c < l->in_c; c++)
+                for (int y = 0; y < oh; y++)
+                    for (int x = 0; x < ow; x++) {
+                        double mx = -INFINITY;
+                        for (int dy = 0; dy < k; dy++)
+                            for (int dx = 0; dx < k; dx++)
+                                mx = fmax(mx, a[(c * ih + y * k + dy) * iw + x * k + dx]);
+                        b[(c * oh + y) * ow + x] = mx;
+                    }
+            break;
+        case LAYER_PAD:
+            for (size_t i = 0; i < l->out_size; i++)
+                b[i] = 0;
+            for (int c = 0; c < l->in_c; c++)
+                for (int y = 0; y < ih; y++)
+                    for (int x = 0; x < iw; x++)
+                        b[(c * oh + y + k) * ow + x + k] = a[(c * ih + y) * iw + x];
+            break;
+        case LAYER_RELU:
+        case LAYER_TANH:
+            for (size_t i = 0; i < l->out_size; i++)
+                b[i] = l->kind == LAYER_RELU ? fmax(a[i], 0) : tanh(a[i]);
+            break;
+        }
+        memcpy(a, b, l->out_size * sizeof *a);
+    }
+    memcpy(out, a, (size_t)m->num_classes * sizeof *out);
+}
+
+/* conv2d, pooling and padding through im2col + sgemm agree with the direct
+ * loops: logits within 1e-4 (float32 sums of up to 800 products). */
+static void test_conv_forward_matches_direct_convolution(void **state)
+{
+    (void)state;
+    const char *specs[] = {"c3x4,d10", "pad1,c3x3-tanh-p2,c2x5-relu,d10", "cnn"};
+    const int sizes[] = {7, 9, 28};
+    for (int s = 0; s < 3; s++) {
+        char err[ERR_LEN];
+        model_t m;
+        assert_int_equal(model_build(&m, specs[s], sizes[s], sizes[s], 10, err), 0);
+        rng_t rng;
+        rng_init(&rng, 21, (uint64_t)s);
+        int batch = 3;
+        model_ws *ws = model_ws_create(&m, batch);
+        float *w = random_params(&m, &rng);
+        random_batch(&m, ws, batch, &rng);
+        model_forward(&m, w, ws, batch, NULL);
+        const float *probs = model_ws_probs(ws);
+        for (int r = 0; r < batch; r++) {
+            double z[10], zmax = -INFINITY, sum = 0;
+            naive_forward(&m, w, model_ws_input(ws) + (size_t)r * m.input_size, z);
+            for (int c = 0; c < 10; c++)
+                zmax = fmax(zmax, z[c]);
+            for (int c = 0; c < 10; c++)
+                sum += exp(z[c] - zmax);
+            for (int c = 0; c < 10; c++)
+                assert_float_equal(probs[r * 10 + c], exp(z[c] - zmax) / sum, 1e-5);
+        }
+        free(w);
+        model_ws_free(ws);
+    }
+}
+
+static void test_gradient_conv_pool_pad_matches_finite_differences(void **state)
+{
+    (void)state;
+    check_gradient("pad1,c3x3-tanh-p2,c2x4-tanh,d10", 8, 8, 3, 0, 1e-3, 5e-4, 2e-2);
+    check_gradient("c3x2-relu-p2,d10", 7, 7, 2, 0, 1e-3, 5e-4, 2e-2);
+}
+
+static void test_gradient_paper_cnn_matches_finite_differences(void **state)
+{
+    (void)state;
+    /* 96 maps under max-pooling: a step of h in one weight can switch
+     * several windows at once, which no one-sided difference matches; allow
+     * 1% (4 of 400). A wrong backward fails most checks, not a few. */
+    check_gradient_allowing("cnn", 28, 28, 2, 400, 1e-3, 5e-4, 2e-2, 4);
+}
+
+/* A pooling window with two equal maxima passes its gradient to the first
+ * one only (row-major), never to both. Conv 2x2 with weights (1, 0, 0, 0)
+ * copies the image; pixels (0,0) and (0,1) tie at 0.5; their right-hand
+ * neighbours are 0.5 and 0.1. dL/dw01 / dL/dw00 = right neighbour / 0.5 of
+ * the chosen position: 1 for the first, 0.2 for the second, 0.6 for both. */
+static void test_pool_tie_sends_gradient_to_the_first_maximum(void **state)
+{
+    (void)state;
+    char err[ERR_LEN];
+    model_t m;
+    assert_int_equal(model_build(&m, "c2x1,p2,d10", 3, 3, 10, err), 0);
+    float *w = calloc(m.num_params, sizeof *w), *grad = calloc(m.num_params, sizeof *grad);
+    w[0] = 1.0f; /* w00 of the conv; w01 = w10 = w11 = 0, bias 0 */
+    const model_layer *d = &m.layers[2];
+    for (int c = 0; c < 10; c++)
+        w[d->param_offset + c] = 0.1f * (float)(c + 1); /* dense from the single pooled value */
+    model_ws *ws = model_ws_create(&m, 1);
+    const float img[9] = {0.5f, 0.5f, 0.1f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    memcpy(model_ws_input(ws), img, sizeof img);
+    model_ws_labels(ws)[0] = 2;
+    model_forward(&m, w, ws, 1, NULL);
+    model_backward(&m, w, ws, 1, 1.0f, grad);
+    assert_true(fabsf(grad[0]) > 1e-4f);
+    assert_float_equal(grad[1] / grad[0], 1.0, 1e-6);
+    free(w);
+    free(grad);
+    model_ws_free(ws);
+}
+
 static void test_forward_counts_correct_predictions(void **state)
 {
     (void)state;
@@ -229,6 +398,11 @@ static void test_specs_build_the_expected_networks(void **state)
     assert_string_equal(m.spec, "d128-relu,d64-relu,d10");
     assert_int_equal(model_build(&m, "784-256-10", 28, 28, 10, err), 0);
     assert_int_equal(m.num_params, 784 * 256 + 256 + 256 * 10 + 10);
+    assert_int_equal(model_build(&m, "cnn", 28, 28, 10, err), 0);
+    assert_int_equal(m.num_params, 105506); /* the paper's count */
+    assert_string_equal(m.spec, "pad2,c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d10");
+    assert_int_equal(m.layers[3].out_h, 9); /* 28 / 3, floor */
+    assert_int_equal(m.layers[6].out_size, 64 * 2 * 2);
     assert_int_equal(model_build(&m, "d64-tanh,d10", 28, 28, 10, err), 0);
     assert_int_equal(m.num_layers, 3);
     assert_int_equal(m.layers[1].kind, LAYER_TANH);
@@ -252,6 +426,10 @@ static void test_bad_specs_are_refused_with_a_reason(void **state)
         {"x5", "unknown layer"},
         {"d99999999", "bad dense"},
         {"d10,,d10", "empty"},
+        {"c40x2,d10", "kernel"},
+        {"p0,d10", "bad pool"},
+        {"cx3,d10", "bad conv"},
+        {"pad99,d10", "bad padding"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = '\0';
@@ -291,6 +469,10 @@ int main(void)
         cmocka_unit_test(test_gradient_single_example_path_matches_finite_differences),
         cmocka_unit_test(test_forward_matches_naive_loop),
         cmocka_unit_test(test_fused_step_equals_gradient_step),
+        cmocka_unit_test(test_conv_forward_matches_direct_convolution),
+        cmocka_unit_test(test_gradient_conv_pool_pad_matches_finite_differences),
+        cmocka_unit_test(test_gradient_paper_cnn_matches_finite_differences),
+        cmocka_unit_test(test_pool_tie_sends_gradient_to_the_first_maximum),
         cmocka_unit_test(test_forward_counts_correct_predictions),
         cmocka_unit_test(test_specs_build_the_expected_networks),
         cmocka_unit_test(test_bad_specs_are_refused_with_a_reason),
