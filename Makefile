@@ -3,10 +3,10 @@
 
 # ---- user options -------------------------------------------------------
 # SANITIZE=address   build with AddressSanitizer + UndefinedBehaviorSanitizer
-# OPT=...            optimisation flags (default -O2 -march=native)
+# OPT=...            optimisation flags (default -O3 -march=native)
 # DEPS=no            do not call .ci/install-deps (you manage packages yourself)
 SANITIZE ?=
-OPT      ?= -O2 -march=native
+OPT      ?= -O3 -march=native
 DEPS     ?= yes
 # --------------------------------------------------------------------------
 

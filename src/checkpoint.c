@@ -380,7 +380,7 @@ static int write_file(const char *tmp, const char *path, const ckpt_state *s, ch
     }
     /* The 1.8 format (read by every HDF5 since 2008) checksums the metadata
      * (superblock, object headers) and allows attributes over 64 KiB. */
-    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST) < 0) {
         h5_fail(err, path, "H5Pset_libver_bounds", NULL);
         goto done;
     }

@@ -235,8 +235,8 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
     optind = 0; /* 0, not 1: glibc then also forgets its place in the last argv */
     opterr = 0;
     int opt;
-    long long v;
-    int choice;
+    long long v = 0;
+    int choice = 0;
     while ((opt = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
         const char *name = NULL;
         for (const struct option *o = long_options; o->name; o++)
