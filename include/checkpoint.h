@@ -45,18 +45,22 @@ typedef struct {
 } ckpt_state;
 
 /* Allocates the arrays of s for n parameters and N participants (zeroed);
- * config/model are left NULL. -1 if out of memory. */
+ * config/model are left NULL. -1 if n or N is 0 or out of memory. */
 int ckpt_state_alloc(ckpt_state *s, uint64_t n, uint32_t participants, int has_residual);
 /* Frees every array and string; accepts a zeroed struct. */
 void ckpt_state_free(ckpt_state *s);
 
 /* Writes s to path atomically: the file at path is always either the
- * previous whole checkpoint or the new whole one. Not collective (rank 0). */
+ * previous whole checkpoint or the new whole one. Refuses a state that
+ * ckpt_load would refuse (non-finite values, impossible rng states). Files
+ * use the HDF5 1.10 format (readers need HDF5 >= 1.10): with older formats
+ * a flipped bit in the chunk index could load zeros silently. Every dataset
+ * is chunked with a Fletcher-32 checksum. Not collective (rank 0). */
 int ckpt_save(const char *path, const ckpt_state *s, char *err);
 
-/* Reads and validates a checkpoint: format name, version, every dataset's
- * presence, type and shape against n and N from the attributes, finite
- * parameters, a valid rng state. Refuses with a message saying why (naming
+/* Reads and validates a checkpoint: format name, version (int32), every
+ * dataset's presence, checksum, type and shape (n from /server/params, N from
+ * /participants/epsilon), finite parameters, valid rng states. Refuses with a message saying why (naming
  * the file and what differs). On error *s is left zeroed. */
 int ckpt_load(const char *path, ckpt_state *s, char *err);
 
