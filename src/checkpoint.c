@@ -268,39 +268,6 @@ static int check_state(const ckpt_state *s, char *err)
 
 /* Fixed-length, NUL-terminated C string of exactly strlen + 1 bytes: h5dump
  * shows it and h5py reads it as bytes without a length of its own to trust. */
-static int write_string_attr(hid_t loc, const char *name, const char *value, const char *file,
-                             char *err)
-{
-    hid_t type = -1, space = -1, attr = -1;
-    int rc = -1;
-    if ((type = H5Tcopy(H5T_C_S1)) < 0) {
-        h5_fail(err, file, "H5Tcopy", name);
-        goto done;
-    }
-    if (H5Tset_size(type, strlen(value) + 1) < 0 || H5Tset_strpad(type, H5T_STR_NULLTERM) < 0) {
-        h5_fail(err, file, "H5Tset_size", name);
-        goto done;
-    }
-    if ((space = H5Screate(H5S_SCALAR)) < 0) {
-        h5_fail(err, file, "H5Screate", name);
-        goto done;
-    }
-    if ((attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-        h5_fail(err, file, "H5Acreate2", name);
-        goto done;
-    }
-    if (H5Awrite(attr, type, value) < 0) {
-        h5_fail(err, file, "H5Awrite", name);
-        goto done;
-    }
-    rc = 0;
-done:
-    h5_close(&attr, H5Aclose, "H5Aclose", file, &rc, err);
-    h5_close(&space, H5Sclose, "H5Sclose", file, &rc, err);
-    h5_close(&type, H5Tclose, "H5Tclose", file, &rc, err);
-    return rc;
-}
-
 static int write_scalar_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                              const void *value, const char *file, char *err)
 {
@@ -322,6 +289,22 @@ static int write_scalar_attr(hid_t loc, const char *name, hid_t file_type, hid_t
 done:
     h5_close(&attr, H5Aclose, "H5Aclose", file, &rc, err);
     h5_close(&space, H5Sclose, "H5Sclose", file, &rc, err);
+    return rc;
+}
+
+/* A fixed-length, NUL-terminated string of exactly its own size. */
+static int write_string_attr(hid_t loc, const char *name, const char *value, const char *file,
+                             char *err)
+{
+    hid_t type = H5Tcopy(H5T_C_S1);
+    int rc = -1;
+    if (type < 0)
+        return h5_fail(err, file, "H5Tcopy", name);
+    if (H5Tset_size(type, strlen(value) + 1) < 0 || H5Tset_strpad(type, H5T_STR_NULLTERM) < 0)
+        h5_fail(err, file, "H5Tset_size", name);
+    else
+        rc = write_scalar_attr(loc, name, type, type, value, file, err);
+    h5_close(&type, H5Tclose, "H5Tclose", file, &rc, err);
     return rc;
 }
 
