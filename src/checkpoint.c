@@ -99,8 +99,12 @@ typedef struct {
 static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data)
 {
     h5_failure *f = data;
-    if (n == 0 && e->desc)
+    if (n == 0 && e->desc) {
         snprintf(f->desc, sizeof f->desc, "%s", e->desc);
+        for (char *p = f->desc; *p; p++) /* HDF5 embeds newlines: keep one line */
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+    }
     if (e->maj_num == H5E_PLINE)
         f->pipeline = 1;
     return 0;

@@ -26,6 +26,9 @@ done
 echo "== checkpoint crash safety (SIGKILL during writes)"
 if ! timeout 300 bash tests/test_crash.sh "$build"; then failed+=("crash"); fi
 
+echo "== failures: a rank dies, the disk fills, memory runs out"
+if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures"); fi
+
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 
