@@ -29,7 +29,7 @@ int err_prefix(char *err, const char *fmt, ...)
         int len = vsnprintf(err, ERR_LEN, fmt, ap);
         va_end(ap);
         if (len >= 0 && len < ERR_LEN)
-            snprintf(err + len, ERR_LEN - (size_t)len, ": %s", old);
+            snprintf(err + len, ERR_LEN - (size_t)len, ": %.*s", ERR_LEN - len - 3, old);
     }
     return -1;
 }

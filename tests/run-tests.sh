@@ -32,6 +32,9 @@ if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures")
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 
+echo "== sanitizers (ASan + UBSan) and valgrind"
+if ! bash tests/run-sanitized.sh; then failed+=("sanitized"); fi
+
 if ((${#failed[@]})); then
   echo "FAILED: ${failed[*]}"
   exit 1

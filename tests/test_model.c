@@ -134,9 +134,20 @@ static void test_gradient_dense_tanh_matches_finite_differences(void **state)
     check_gradient("d12-tanh,d8-tanh,d10", 4, 4, 3, 0, 1e-2, 2e-4, 1e-2);
 }
 
+/* Under valgrind (DSSGD_TEST_SKIP_SLOW) the two sweeps over the paper's
+ * networks take minutes; the small nets above exercise the same code. */
+static int skip_slow(void)
+{
+    return getenv("DSSGD_TEST_SKIP_SLOW") != NULL;
+}
+
 static void test_gradient_paper_mlp_matches_finite_differences(void **state)
 {
     (void)state;
+    if (skip_slow()) {
+        skip();
+        return;
+    }
     check_gradient("mlp", 28, 28, 4, 400, 1e-3, 3e-4, 2e-2);
 }
 
@@ -334,6 +345,10 @@ static void test_gradient_conv_pool_pad_matches_finite_differences(void **state)
 static void test_gradient_paper_cnn_matches_finite_differences(void **state)
 {
     (void)state;
+    if (skip_slow()) {
+        skip();
+        return;
+    }
     /* 96 maps under max-pooling: a step of h in one weight can switch
      * several windows at once, which no one-sided difference matches; allow
      * 1% (4 of 400). A wrong backward fails most checks, not a few. */

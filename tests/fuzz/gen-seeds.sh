@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates the hand-made seeds of tests/fuzz/corpus/ with the project's
+# own writers (gen_seeds.c). Files the fuzzer added (named by their SHA-1)
+# are left alone. Usage: tests/fuzz/gen-seeds.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CC=${FUZZ_CC:-clang}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# shellcheck disable=SC2046
+"$CC" -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wshadow -Iinclude \
+  $(pkg-config --cflags hdf5-openmpi) tests/fuzz/gen_seeds.c src/checkpoint.c src/rng.c \
+  src/err.c src/idx.c src/wire.c $(pkg-config --libs hdf5-openmpi) -lz -lm -o "$work/gen_seeds"
+mkdir -p tests/fuzz/corpus
+"$work/gen_seeds" tests/fuzz/corpus
+for d in tests/fuzz/corpus/*/; do
+  printf '%-28s %3d files, %s\n' "$d" "$(ls "$d" | wc -l)" "$(du -sh "$d" | cut -f1)"
+done

@@ -1,0 +1,414 @@
+/* gen_seeds: writes the seed corpora of the fuzz targets (small valid files
+ * made by the project's own writers, and one file per kind of malformation).
+ * Usage: gen_seeds CORPUS_DIR   (run by tests/fuzz/gen-seeds.sh) */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <hdf5.h>
+
+#include "checkpoint.h"
+#include "err.h"
+#include "idx.h"
+#include "rng.h"
+#include "wire.h"
+
+static const char *root;
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "gen_seeds: %s: %s\n", what, err);
+    exit(1);
+}
+
+static void path_of(char *buf, size_t len, const char *target, const char *name)
+{
+    snprintf(buf, len, "%s/%s/%s", root, target, name);
+}
+
+static void put_file(const char *target, const char *name, const void *buf, size_t len)
+{
+    char path[4096];
+    path_of(path, sizeof path, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || (len && fwrite(buf, 1, len, f) != len) || fclose(f) != 0)
+        die(path, strerror(errno));
+}
+
+static unsigned char *get_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die(path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc(*len ? *len : 1);
+    if (!buf || fread(buf, 1, *len, f) != *len)
+        die(path, "read failed");
+    fclose(f);
+    return buf;
+}
+
+/* ---- idx ---------------------------------------------------------------- */
+
+static void idx_seed(const char *name, int ndims, const uint32_t *dims, int gzip)
+{
+    idx_array a = {.ndims = ndims, .size = 1};
+    for (int i = 0; i < ndims; i++) {
+        a.dims[i] = dims[i];
+        a.size *= dims[i];
+    }
+    a.data = malloc(a.size);
+    for (size_t i = 0; i < a.size; i++)
+        a.data[i] = (uint8_t)(ndims == 1 ? i % 10 : (i * 37) & 0xff);
+    char path[4096], err[ERR_LEN];
+    path_of(path, sizeof path, "idx", name);
+    if (idx_write(path, &a, gzip, err) != 0)
+        die(path, err);
+    free(a.data);
+}
+
+/* A file of the given header bytes followed by `payload` bytes, plain or gzip. */
+static void idx_raw(const char *name, const unsigned char *header, size_t hlen, size_t payload,
+                    int gzip)
+{
+    size_t len = hlen + payload;
+    unsigned char *buf = calloc(len ? len : 1, 1);
+    memcpy(buf, header, hlen);
+    for (size_t i = 0; i < payload; i++)
+        buf[hlen + i] = (unsigned char)i;
+    if (!gzip) {
+        put_file("idx", name, buf, len);
+    } else {
+        char path[4096];
+        path_of(path, sizeof path, "idx", name);
+        gzFile gz = gzopen(path, "wb");
+        if (!gz || (len && gzwrite(gz, buf, (unsigned)len) != (int)len) || gzclose(gz) != Z_OK)
+            die(path, "gzip write failed");
+    }
+    free(buf);
+}
+
+/* A copy of an existing seed cut to `keep` bytes. */
+static void truncated_copy(const char *target, const char *from, const char *name, size_t keep)
+{
+    char path[4096];
+    path_of(path, sizeof path, target, from);
+    size_t len;
+    unsigned char *buf = get_file(path, &len);
+    put_file(target, name, buf, keep < len ? keep : len);
+    free(buf);
+}
+
+static void idx_seeds(void)
+{
+    const uint32_t labels[] = {10}, images[] = {2, 4, 4}, matrix[] = {3, 5},
+                   four[] = {2, 2, 2, 2};
+    idx_seed("labels-10", 1, labels, 0);
+    idx_seed("labels-10.gz", 1, labels, 1);
+    idx_seed("images-2x4x4", 3, images, 0);
+    idx_seed("images-2x4x4.gz", 3, images, 1);
+    idx_seed("matrix-3x5", 2, matrix, 0);
+    idx_seed("four-dims-2x2x2x2.gz", 4, four, 1);
+    truncated_copy("idx", "images-2x4x4", "trunc-payload", 16 + 20);
+    truncated_copy("idx", "images-2x4x4", "trunc-header", 10);
+    truncated_copy("idx", "images-2x4x4.gz", "trunc-gzip-trailer", 30);
+    {
+        char path[4096];
+        path_of(path, sizeof path, "idx", "images-2x4x4.gz");
+        size_t len;
+        unsigned char *buf = get_file(path, &len);
+        put_file("idx", "trunc-gzip-crc", buf, len - 4);
+        buf[len / 2] ^= 0x10; /* a flipped bit in the deflate data */
+        put_file("idx", "corrupt-gzip", buf, len);
+        free(buf);
+    }
+    const unsigned char trailing[] = {0, 0, 8, 1, 0, 0, 0, 4};
+    idx_raw("trailing-data", trailing, sizeof trailing, 5, 0);
+    const unsigned char bad_magic[] = {0, 1, 8, 1, 0, 0, 0, 2};
+    idx_raw("bad-magic", bad_magic, sizeof bad_magic, 2, 0);
+    const unsigned char float_type[] = {0, 0, 0x0d, 1, 0, 0, 0, 1};
+    idx_raw("float-type", float_type, sizeof float_type, 4, 0);
+    const unsigned char five_dims[] = {0, 0, 8, 5, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1,
+                                       0, 0, 0, 1, 0, 0, 0, 1};
+    idx_raw("five-dims", five_dims, sizeof five_dims, 1, 0);
+    const unsigned char zero_dim[] = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 0};
+    idx_raw("zero-dim", zero_dim, sizeof zero_dim, 0, 0);
+    const unsigned char huge[] = {0, 0, 8, 3, 0, 0, 0xea, 0x60, 0, 0, 0, 28, 0, 0, 0, 28};
+    idx_raw("huge-claim.gz", huge, sizeof huge, 10, 1);
+    const unsigned char overflow[] = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    idx_raw("overflow-dims", overflow, sizeof overflow, 4, 0);
+    idx_raw("empty", NULL, 0, 0, 0);
+}
+
+/* ---- wire --------------------------------------------------------------- */
+
+/* Matches the harness's fixed expectation: upload from participant 3 in
+ * epoch 7 of a 100-parameter model, at most 4 entries, gamma 1. */
+static wire_header wire_h(uint32_t count)
+{
+    return (wire_header){.magic = WIRE_MAGIC, .version = WIRE_VERSION, .type = WIRE_UPLOAD,
+                         .participant = 3, .epoch = 7, .n = 100, .count = count};
+}
+
+static void wire_seed(const char *name, wire_header h, const uint32_t *idx, const float *val,
+                      long adjust)
+{
+    uint8_t buf[1024];
+    size_t len = wire_pack(buf, sizeof buf, &h, idx, val);
+    if (!len)
+        die(name, "wire_pack");
+    put_file("wire", name, buf, (size_t)((long)len + adjust));
+}
+
+static void wire_seeds(void)
+{
+    const uint32_t idx[] = {0, 5, 17, 42, 99, 100, 3};
+    const float val[] = {0.5f, -0.25f, 1.0f, -1.0f, 0.125f, 0.0f, 0.75f};
+    wire_header h;
+    wire_seed("upload-count-0", wire_h(0), idx, val, 0);
+    wire_seed("upload-count-1", wire_h(1), idx, val, 0);
+    h = wire_h(4);
+    wire_seed("upload-count-4", h, idx, val, 0);
+    h = wire_h(5);
+    wire_seed("upload-count-5", h, idx, val, 0);              /* too many for k = 4 */
+    h = wire_h(2);
+    h.type = WIRE_DOWNLOAD;
+    h.participant = WIRE_ANY_PARTICIPANT;
+    wire_seed("download-broadcast-2", h, idx, val, 0);
+    h = wire_h(2);
+    h.magic ^= 1;
+    wire_seed("bad-magic", h, idx, val, 0);
+    h = wire_h(2);
+    h.version = 2;
+    wire_seed("bad-version", h, idx, val, 0);
+    h = wire_h(2);
+    h.type = 7;
+    wire_seed("bad-type", h, idx, val, 0);
+    h = wire_h(2);
+    h.participant = 4;
+    wire_seed("bad-sender", h, idx, val, 0);
+    h = wire_h(2);
+    h.epoch = 6;
+    wire_seed("bad-epoch", h, idx, val, 0);
+    h = wire_h(2);
+    h.n = 101;
+    wire_seed("bad-n", h, idx, val, 0);
+    wire_seed("truncated-entries", wire_h(3), idx, val, -5);
+    wire_seed("bad-length", wire_h(3), idx, val, +3);
+    wire_seed("truncated-header", wire_h(0), idx, val, -10);
+    const uint32_t out_of_range[] = {5, 100};
+    wire_seed("bad-index", wire_h(2), out_of_range, val, 0);
+    const uint32_t repeated[] = {5, 5};
+    wire_seed("repeated-index", wire_h(2), repeated, val, 0);
+    const uint32_t decreasing[] = {9, 4};
+    wire_seed("decreasing-index", wire_h(2), decreasing, val, 0);
+    const float nan_val[] = {0.5f, NAN}, inf_val[] = {-INFINITY, 0.5f}, big[] = {0.5f, 1.5f};
+    wire_seed("nan-value", wire_h(2), idx, nan_val, 0);
+    wire_seed("inf-value", wire_h(2), idx, inf_val, 0);
+    wire_seed("beyond-gamma", wire_h(2), idx, big, 0);
+    /* A count whose size overflows 32 bits: written by hand (wire_pack
+     * would need the entries). */
+    uint8_t huge[WIRE_HEADER_BYTES + 8];
+    h = wire_h(1);
+    wire_pack(huge, sizeof huge, &h, idx, val);
+    memset(huge + 20, 0xff, 4);
+    put_file("wire", "huge-count", huge, sizeof huge);
+}
+
+/* ---- checkpoint ----------------------------------------------------------- */
+
+static void ckpt_seed(const char *name, uint64_t n, uint32_t parts, int residual)
+{
+    ckpt_state s;
+    if (ckpt_state_alloc(&s, n, parts, residual) != 0)
+        die(name, "ckpt_state_alloc");
+    s.epoch = 2;
+    s.seed = 1;
+    s.config = strdup("model = mlp\nlr = 0.05\n");
+    s.model = strdup("d4,d2");
+    for (size_t i = 0; i < n; i++) {
+        s.server_params[i] = 0.01f * (float)i;
+        s.server_stat[i] = (double)(i % 3);
+    }
+    for (size_t i = 0; i < n * parts; i++) {
+        s.part_params[i] = -0.02f * (float)i;
+        if (residual)
+            s.part_residual[i] = 0.001f * (float)i;
+    }
+    rng_t g;
+    for (int i = 0; i < 2; i++) {
+        rng_init(&g, 1, RNG_STREAM_SERVER + (uint64_t)i);
+        rng_u32(&g);
+        rng_save(&g, s.server_rng[i]);
+    }
+    for (uint32_t p = 0; p < parts; p++) {
+        rng_init(&g, 1, rng_participant_stream(p));
+        for (uint32_t k = 0; k <= p; k++)
+            rng_u32(&g);
+        rng_save(&g, s.part_rng + (size_t)p * RNG_STATE_WORDS);
+        s.part_epsilon[p] = 0.5 * p;
+    }
+    s.counters[0] = 6;
+    s.counters[1] = 1;
+    char path[4096], err[ERR_LEN];
+    path_of(path, sizeof path, "checkpoint", name);
+    if (ckpt_save(path, &s, err) != 0)
+        die(path, err);
+    ckpt_state_free(&s);
+}
+
+/* A copy of a checkpoint in the oldest HDF5 format (superblock 0, v1 object
+ * headers and B-trees): nothing in its metadata is checksummed, so mutations
+ * reach HDF5's parsers instead of failing the 1.10 format's checksums. */
+static herr_t copy_attr(hid_t loc, const char *name, const H5A_info_t *info, void *dst)
+{
+    (void)info;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), t = H5Aget_type(a), sp = H5Aget_space(a);
+    size_t bytes = H5Tget_size(t) * (size_t)H5Sget_simple_extent_npoints(sp);
+    void *buf = calloc(bytes ? bytes : 1, 1);
+    hid_t b = H5Acreate2(*(hid_t *)dst, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = (a < 0 || b < 0 || H5Aread(a, t, buf) < 0 || H5Awrite(b, t, buf) < 0) ? -1 : 0;
+    free(buf);
+    H5Aclose(b);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+static void legacy_copy(const char *from, const char *name)
+{
+    static const char *const dsets[] = {
+        "/server/params", "/server/stat", "/server/rng", "/server/counters",
+        "/participants/params", "/participants/residual", "/participants/rng",
+        "/participants/epsilon"};
+    char src[4096], dst[4096];
+    path_of(src, sizeof src, "checkpoint", from);
+    path_of(dst, sizeof dst, "checkpoint", name);
+    hid_t in = H5Fopen(src, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t out = H5Fcreate(dst, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); /* earliest format */
+    if (in < 0 || out < 0)
+        die(dst, "H5Fopen/H5Fcreate");
+    hid_t root_in = H5Gopen2(in, "/", H5P_DEFAULT), root_out = H5Gopen2(out, "/", H5P_DEFAULT);
+    if (H5Aiterate2(root_in, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, copy_attr, &root_out) < 0)
+        die(dst, "copying the attributes");
+    H5Gclose(root_in);
+    H5Gclose(root_out);
+    H5Gclose(H5Gcreate2(out, "/server", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    H5Gclose(H5Gcreate2(out, "/participants", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    for (size_t i = 0; i < sizeof dsets / sizeof dsets[0]; i++) {
+        if (H5Lexists(in, dsets[i], H5P_DEFAULT) <= 0)
+            continue;
+        hid_t d = H5Dopen2(in, dsets[i], H5P_DEFAULT), t = H5Dget_type(d),
+              sp = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
+        size_t bytes = H5Tget_size(t) * (size_t)H5Sget_simple_extent_npoints(sp);
+        void *buf = malloc(bytes);
+        hid_t e = H5Dcreate2(out, dsets[i], t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        if (d < 0 || e < 0 || H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ||
+            H5Dwrite(e, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            die(dst, dsets[i]);
+        free(buf);
+        H5Dclose(e);
+        H5Pclose(dcpl);
+        H5Sclose(sp);
+        H5Tclose(t);
+        H5Dclose(d);
+    }
+    H5Fclose(in);
+    if (H5Fclose(out) < 0)
+        die(dst, "H5Fclose");
+}
+
+static void checkpoint_seeds(void)
+{
+    ckpt_seed("n3-N1.h5", 3, 1, 0);
+    ckpt_seed("n7-N2-residual.h5", 7, 2, 1);
+    ckpt_seed("n20-N3-residual.h5", 20, 3, 1);
+    char path[4096];
+    size_t len;
+    path_of(path, sizeof path, "checkpoint", "n3-N1.h5");
+    free(get_file(path, &len));
+    truncated_copy("checkpoint", "n3-N1.h5", "trunc-half", len / 2);
+    truncated_copy("checkpoint", "n3-N1.h5", "trunc-superblock", 40);
+    path_of(path, sizeof path, "checkpoint", "n7-N2-residual.h5");
+    free(get_file(path, &len));
+    truncated_copy("checkpoint", "n7-N2-residual.h5", "trunc-last-byte", len - 1);
+    legacy_copy("n3-N1.h5", "legacy-n3-N1.h5");
+    legacy_copy("n7-N2-residual.h5", "legacy-n7-N2-residual.h5");
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+static void config_seeds(void)
+{
+    /* One argument per line (the harness also splits on NUL). */
+    static const char *const lines[][2] = {
+        {"empty", ""},
+        {"help", "--help\n"},
+        {"defaults-explicit", "--dataset\nfashion-mnist\n--participants\n30\n--theta-u\n0.1\n"
+                              "--theta-d\n1\n--lr\n0.05\n--batch\n32\n--epochs\n20\n"},
+        {"mnist", "--dataset\nmnist\n--data-dir\n/tmp/mnist\n--eval-size\n1000\n"},
+        {"centralized", "--mode\ncentralized\n--participants\n1\n--partition\niid\n"
+                        "--shard-size\n0\n"},
+        {"standalone-ckpt", "--mode\nstandalone\n--checkpoint\nrun.h5\n--checkpoint-every\n5\n"},
+        {"resume", "--epochs\n40\n--resume\nrun.h5\n--checkpoint\nrun.h5\n--metrics\nm.csv\n"},
+        {"dirichlet", "--partition\ndirichlet\n--alpha\n0.3\n--schedule\nrandom\n--seed\n7\n"},
+        {"svt", "--select\nsvt\n--dp-epsilon\n10000\n--gamma\n0.01\n--tau\n0.0001\n"
+                "--theta-u\n0.01\n--dp-max-epsilon\n200000\n"},
+        {"protocol", "--select\nrandom\n--tau\n1e-4\n--download\nrandom\n--stat-decay\n0.9\n"
+                     "--residual\n--schedule\nsync\n--quiet\n"},
+        {"cnn", "--model\ncnn\n--schedule\nasync\n--download\nall\n"},
+        {"layers", "--model\npad2,c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d10\n"},
+        {"equals-form", "--lr=0.2\n--batch=1\n--gamma=inf\n"},
+        {"nul-separated", "--lr\0000.1\0--epochs\0003"},
+        {"bad-number", "--lr\nabc\n"},
+        {"bad-range", "--theta-u\n1.5\n"},
+        {"bad-choice", "--schedule\nsometimes\n"},
+        {"nan", "--alpha\nnan\n"},
+        {"missing-value", "--epochs\n"},
+        {"unknown-long", "--frobnicate\n"},
+        {"unknown-short", "-x\n"},
+        {"ambiguous", "--d\nx\n"},
+        {"flag-with-value", "--quiet=1\n"},
+        {"stray-argument", "extra\n"},
+        {"svt-no-epsilon", "--select\nsvt\n--gamma\n1\n"},
+        {"every-without-ckpt", "--checkpoint-every\n3\n"},
+        {"centralized-ckpt", "--mode\ncentralized\n--checkpoint\nx.h5\n"},
+        {"dp-without-svt", "--dp-epsilon\n1\n"},
+        {"seed-overflow", "--seed\n99999999999999999999\n"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        size_t len = strlen(lines[i][1]);
+        if (strcmp(lines[i][0], "nul-separated") == 0)
+            len = sizeof "--lr\0000.1\0--epochs\0003" - 1;
+        put_file("config", lines[i][0], lines[i][1], len);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: gen_seeds CORPUS_DIR\n");
+        return 2;
+    }
+    root = argv[1];
+    const char *targets[] = {"idx", "wire", "checkpoint", "config"};
+    for (int i = 0; i < 4; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", root, targets[i]);
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            die(path, strerror(errno));
+    }
+    idx_seeds();
+    wire_seeds();
+    checkpoint_seeds();
+    config_seeds();
+    return 0;
+}
