@@ -13,13 +13,15 @@
 #include "wire.h"
 
 /* Test hook: on rank `tamper_rank` (> 0), every upload passes through
- * tamper() before it is sent; it may rewrite the message in place (buffer
- * capacity cap) and returns the new length. For hostile-participant tests. */
+ * tamper() (if set) before it is sent; it may rewrite the message in place
+ * (buffer capacity cap) and returns the new length; then `flood` extra
+ * copies follow it. For hostile-participant tests. */
 typedef struct {
     int tamper_rank;
     size_t (*tamper)(void *arg, uint32_t participant, uint32_t epoch, uint8_t *msg, size_t len,
                      size_t cap);
     void *tamper_arg;
+    int flood;                /* extra copies of every upload tamper_rank sends */
 } run_hooks;
 
 typedef struct {

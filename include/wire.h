@@ -40,6 +40,7 @@ typedef enum {
     WIRE_NOT_INCREASING, /* indices repeated or out of order */
     WIRE_NOT_FINITE,     /* NaN or Inf value */
     WIRE_OUT_OF_BOUNDS,  /* |value| > gamma */
+    WIRE_UNSOLICITED,    /* an upload or request the server did not ask for */
     WIRE_REASONS
 } wire_reason;
 

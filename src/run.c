@@ -44,6 +44,7 @@ typedef struct {
     double *part_acc;             /* (participants) rank 0 */
     double *part_eps;             /* (participants) cumulative epsilon, rank 0 */
     uint64_t bytes_up, bytes_down;/* this epoch */
+    uint64_t refusals_logged;     /* rank 0: refusals printed so far (capped) */
 } run_state;
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -251,6 +252,11 @@ static void send_upload(run_state *st, size_t len)
 {
     mpi_check(MPI_Send(st->up_buf, (int)len, MPI_BYTE, 0, TAG_UPLOAD, st->comm),
               "MPI_Send(upload)", st);
+    const run_hooks *h = st->hooks;
+    if (h && st->rank > 0 && st->rank == h->tamper_rank)
+        for (int i = 0; i < h->flood; i++)
+            mpi_check(MPI_Send(st->up_buf, (int)len, MPI_BYTE, 0, TAG_UPLOAD, st->comm),
+                      "MPI_Send(flood)", st);
 }
 
 /* ---- participant state for checkpoints -------------------------------- */
@@ -352,6 +358,45 @@ static void worker_loop(run_state *st)
 
 /* ---- server side (rank 0) ---------------------------------------------- */
 
+/* Prints a refusal, the first 20 of a run only: a flooding rank must not
+ * flood the log as well. */
+static void log_refusal(run_state *st, int source, int participant, const char *why)
+{
+    if (st->refusals_logged < 20) {
+        if (participant >= 0)
+            fprintf(stderr, "dssgd: rejected upload of participant %d from rank %d: %s\n",
+                    participant, source, why);
+        else
+            fprintf(stderr, "dssgd: rejected message from rank %d: %s\n", source, why);
+    }
+    else if (st->refusals_logged == 20)
+        fprintf(stderr, "dssgd: further refusals are counted in the metrics, not logged\n");
+    st->refusals_logged++;
+}
+
+/* Receives and refuses every upload from `source` (or any rank) that is
+ * already waiting: nothing was asked of it, so it is unsolicited. Called
+ * before a rank is sent a download and at the end of each epoch, so a
+ * flooding rank can neither pass a stale message off as its next answer nor
+ * pile messages up on the server. */
+static void drain_unsolicited(run_state *st, int source)
+{
+    for (;;) {
+        int flag = 0, count = 0;
+        MPI_Status status;
+        mpi_check(MPI_Iprobe(source, TAG_UPLOAD, st->comm, &flag, &status), "MPI_Iprobe", st);
+        if (!flag)
+            return;
+        MPI_Get_count(&status, MPI_BYTE, &count);
+        if ((size_t)count > st->up_cap)
+            fatal(st, "a rank sent an unsolicited upload larger than the whole model: stopping");
+        mpi_check(MPI_Recv(st->up_buf, count, MPI_BYTE, status.MPI_SOURCE, TAG_UPLOAD, st->comm,
+                           MPI_STATUS_IGNORE), "MPI_Recv(unsolicited)", st);
+        server_count_rejection(st->server, WIRE_UNSOLICITED);
+        log_refusal(st, status.MPI_SOURCE, -1, "unsolicited");
+    }
+}
+
 /* Receives one upload from `source`; refuses (counts) an oversized one. */
 static void receive_and_apply(run_state *st, int source, int participant, int epoch)
 {
@@ -374,8 +419,7 @@ static void receive_and_apply(run_state *st, int source, int participant, int ep
     wire_reason r = server_apply_upload(st->server, st->up_buf, (size_t)count,
                                         (uint32_t)participant, (uint32_t)epoch);
     if (r != WIRE_OK)
-        fprintf(stderr, "dssgd: rejected upload of participant %d from rank %d: %s\n",
-                participant, source, wire_reason_name(r));
+        log_refusal(st, source, participant, wire_reason_name(r));
 }
 
 /* Sends participant p its download and, for epoch > 0, applies its upload. */
@@ -395,11 +439,11 @@ static void server_turn(run_state *st, int p, int epoch, int full)
         wire_reason r = server_apply_upload(st->server, st->up_buf, up, (uint32_t)p,
                                             (uint32_t)epoch);
         if (r != WIRE_OK)
-            fprintf(stderr, "dssgd: rejected upload of participant %d: %s\n", p,
-                    wire_reason_name(r));
+            log_refusal(st, 0, p, wire_reason_name(r));
         return;
     }
     int dest = owner_of(st, p);
+    drain_unsolicited(st, dest);
     send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
     mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm),
               "MPI_Send(download)", st);
@@ -441,8 +485,7 @@ static void epoch_sync(run_state *st, int epoch)
             wire_reason r = server_apply_upload(st->server, held[p], held_len[p], (uint32_t)p,
                                                 (uint32_t)epoch);
             if (r != WIRE_OK)
-                fprintf(stderr, "dssgd: rejected upload of participant %d: %s\n", p,
-                        wire_reason_name(r));
+                log_refusal(st, 0, p, wire_reason_name(r));
             free(held[p]);
         }
         free(held);
@@ -462,6 +505,7 @@ static void epoch_sync(run_state *st, int epoch)
             mpi_check(MPI_Wait(&inflight[owner_of(st, p)], MPI_STATUS_IGNORE), "MPI_Wait", st);
         }
         int dest = owner_of(st, p);
+        drain_unsolicited(st, dest);
         send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
         mpi_check(MPI_Isend(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm,
                             &inflight[dest]), "MPI_Isend(download)", st);
@@ -495,8 +539,14 @@ static void epoch_async(run_state *st, int epoch, const int *order)
             int p = -1;
             mpi_check(MPI_Recv(&p, 1, MPI_INT, src, TAG_REQUEST, st->comm, MPI_STATUS_IGNORE),
                       "MPI_Recv(request)", st);
-            if (p < 0 || p >= N || owner_of(st, p) != src || requested[p])
-                fatal(st, "a rank requested a download for a participant it does not host");
+            if (p < 0 || p >= N || owner_of(st, p) != src || requested[p]) {
+                /* Not answered: an honest rank never asks twice or for
+                 * another rank's participant. */
+                server_count_rejection(st->server, WIRE_UNSOLICITED);
+                log_refusal(st, src, -1, "a download request for a participant it does not "
+                            "host or asked for already");
+                continue;
+            }
             requested[p] = 1;
             size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
                                               st->down_buf, st->down_cap);
@@ -509,8 +559,10 @@ static void epoch_async(run_state *st, int epoch, const int *order)
             int p = -1;
             for (int q = src - 1; q < N; q += st->size - 1)
                 if (requested[q] && !uploaded[q]) { p = q; break; }
-            if (p < 0)
-                fatal(st, "an upload arrived that no download request announced");
+            if (p < 0) {
+                drain_unsolicited(st, src);
+                continue;
+            }
             receive_and_apply(st, src, p, epoch);
             uploaded[p] = 1;
             done++;
@@ -837,8 +889,11 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
             epoch_async(st, e, order);
         else
             epoch_sequential(st, e, order);
-        if (dssgd)
+        if (dssgd) {
+            if (st->size > 1)
+                drain_unsolicited(st, MPI_ANY_SOURCE);
             server_end_epoch(st->server);
+        }
         metrics_row row = {.epoch = e, .seconds = now_seconds() - t0};
         if (dssgd) {
             row.bytes_up = st->bytes_up;

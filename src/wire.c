@@ -9,6 +9,7 @@ static const char *const reason_names[WIRE_REASONS] = {
     "ok", "truncated", "bad length", "bad magic", "bad version", "bad type",
     "wrong participant id", "wrong epoch", "wrong vector length", "too many entries",
     "index out of range", "indices not increasing", "non-finite value", "value beyond gamma",
+    "unsolicited",
 };
 
 const char *wire_reason_name(wire_reason r)

@@ -408,7 +408,7 @@ static void test_hostile_uploads_are_refused_and_change_nothing(void **state)
     hostile good = bad;
     good.honest = 1;
     int victim_rank = 1 + 1 % (size - 1); /* where participant 1 lives */
-    run_hooks hb = {victim_rank, tamper, &bad}, hg = {victim_rank, tamper, &good};
+    run_hooks hb = {victim_rank, tamper, &bad, 0}, hg = {victim_rank, tamper, &good, 0};
     run_result rb, rg;
     run_ok(&c, MPI_COMM_WORLD, &hb, &rb);
     run_ok(&c, MPI_COMM_WORLD, &hg, &rg);
@@ -433,6 +433,54 @@ static void test_hostile_uploads_are_refused_and_change_nothing(void **state)
     run_result_free(&rg);
 }
 
+/* A rank that sends each upload six times. The copies are small (under
+ * Open MPI's eager limit), so they never block their sender. They are
+ * refused, every participant on the other ranks is served every epoch, and
+ * the run finishes. The flooding rank's own participants may lose turns: a
+ * copy still in flight can be taken as their next answer (and refused).
+ * (Large copies would block the hostile sender in its own sends and the
+ * server would wait for it: see the README's limits.) */
+static void flood_is_refused(config_schedule schedule)
+{
+    config_t c;
+    small_config(&c);
+    c.schedule = schedule;
+    c.epochs = 3;
+    c.theta_u = 0.005; /* 64 entries: 536-byte uploads */
+    int victim_rank = 1 + 1 % (size - 1);
+    run_hooks flood = {victim_rank, NULL, NULL, 5};
+    run_result b;
+    run_ok(&c, MPI_COMM_WORLD, &flood, &b);
+    if (rank == 0) {
+        uint64_t rejected = 0, hosted = 0;
+        for (int p = 0; p < c.participants; p++)
+            hosted += 1 + p % (size - 1) == victim_rank;
+        for (int e = 0; e < c.epochs; e++) {
+            assert_true(b.rows[e].uploads_accepted >= (uint64_t)c.participants - hosted);
+            rejected += b.rows[e].uploads_rejected;
+        }
+        uint64_t copies = 5 * hosted * (uint64_t)c.epochs;
+        print_message("flood (%s): %llu messages refused (%llu copies sent), %llu as "
+                      "unsolicited\n", config_schedule_name(schedule),
+                      (unsigned long long)rejected, (unsigned long long)copies,
+                      (unsigned long long)b.rejected_for[WIRE_UNSOLICITED]);
+        assert_true(rejected >= 1 && b.rejected_for[WIRE_UNSOLICITED] >= 1);
+    }
+    run_result_free(&b);
+}
+
+static void test_flooding_rank_is_refused_and_others_served(void **state)
+{
+    (void)state;
+    if (size < 2) {
+        skip();
+        return;
+    }
+    flood_is_refused(SCHEDULE_ROUND_ROBIN);
+    flood_is_refused(SCHEDULE_SYNC);
+    flood_is_refused(SCHEDULE_ASYNC);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -452,6 +500,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),
         cmocka_unit_test(test_async_serves_every_participant_each_epoch),
         cmocka_unit_test(test_hostile_uploads_are_refused_and_change_nothing),
+        cmocka_unit_test(test_flooding_rank_is_refused_and_others_served),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* Any rank's failure fails the whole test. */
