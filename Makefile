@@ -36,7 +36,7 @@ BENCH    := $(BUILD)/bench
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps check check-unit check-mpi demo bench clean
+.PHONY: all deps check check-slurm demo bench clean
 all: $(BUILD)/dssgd
 
 deps: $(DEPS_STAMP)
@@ -67,6 +67,11 @@ $(BUILD)/bench: $(BUILD)/tests/bench.o $(BUILD)/tests/bench_select.o $(LIB_OBJS)
 # The whole suite: unit tests, then MPI and end-to-end tests.
 check: $(BUILD)/dssgd $(TESTS)
 	@bash tests/run-tests.sh $(BUILD)
+
+# The SLURM job scripts under a real one-node cluster (root; about 3 minutes;
+# installs SLURM if missing). Part of `make check` too.
+check-slurm: $(BUILD)/dssgd
+	@bash tests/slurm/test-slurm.sh $(BUILD)
 
 # A real DSSGD training on Fashion-MNIST (see README).
 demo: $(BUILD)/dssgd

@@ -343,8 +343,8 @@ void config_print(const config_t *c, FILE *out)
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
-    fprintf(out, "+----------------+------------------------------------------+\n");
-#define ROW_S(k, v) fprintf(out, "| %-14s | %-40s |\n", k, v)
+    fprintf(out, "+------------------+------------------------------------------+\n");
+#define ROW_S(k, v) fprintf(out, "| %-16s | %-40s |\n", k, v)
 #define ROW_F(k, fmt, v) do { char b_[64]; snprintf(b_, sizeof b_, fmt, v); ROW_S(k, b_); } while (0)
     ROW_S("mode", mode_names[c->mode]);
     ROW_S("dataset", c->dataset);
@@ -385,7 +385,7 @@ void config_print(const config_t *c, FILE *out)
     ROW_S("metrics", c->metrics[0] ? c->metrics : "(none)");
 #undef ROW_S
 #undef ROW_F
-    fprintf(out, "+----------------+------------------------------------------+\n");
+    fprintf(out, "+------------------+------------------------------------------+\n");
 }
 
 /* ---- configuration as text (checkpoints) ------------------------------- */

@@ -50,8 +50,14 @@ FILE *metrics_open_resume(const char *path, int upto, char *err)
     }
     fputs(line, out);
     while (fgets(line, sizeof line, in)) {
+        /* Keep whole rows only: a row torn by a crash (no newline, or not
+         * the 12 columns) is dropped and its epoch runs again. */
+        int commas = 0;
+        for (const char *p = line; *p; p++)
+            commas += *p == ',';
+        size_t len = strlen(line);
         int epoch = atoi(line);
-        if (epoch >= 1 && epoch <= upto)
+        if (epoch >= 1 && epoch <= upto && commas == 11 && len > 0 && line[len - 1] == '\n')
             fputs(line, out);
     }
     fclose(in);

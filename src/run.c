@@ -244,6 +244,8 @@ static void recv_download(run_state *st, int len)
 {
     if (len < 0 || (size_t)len > st->down_cap)
         fatal(st, "server announced a download larger than the model");
+    MPI_Status status;
+    wait_message(st, 0, TAG_DOWNLOAD, &status); /* yield the core while it comes */
     mpi_check(MPI_Recv(st->down_buf, len, MPI_BYTE, 0, TAG_DOWNLOAD, st->comm, MPI_STATUS_IGNORE),
               "MPI_Recv(download)", st);
 }

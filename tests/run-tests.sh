@@ -32,6 +32,11 @@ if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures")
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 
+echo "== SLURM job scripts on a one-node cluster (SKIP_SLURM=1 skips)"
+if [[ ${SKIP_SLURM:-0} != 1 ]]; then
+  if ! timeout 600 bash tests/slurm/test-slurm.sh "$build"; then failed+=("slurm"); fi
+fi
+
 echo "== sanitizers (ASan + UBSan) and valgrind"
 if ! bash tests/run-sanitized.sh; then failed+=("sanitized"); fi
 

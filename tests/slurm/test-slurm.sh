@@ -118,7 +118,9 @@ step "3. jobs/long.sbatch: calibrate"
 # SLURM checks time limits every 30 s, so --signal=B:USR1@20 on a 1-minute job
 # fires at the first check after 60-20-30 = 10 s. Size it to about
 # SLURM_TEST_LONG_WORK seconds by timing 10 and 40 epochs on this machine now.
-long_opts=(--model d64-relu,d10 --participants 20 --shard-size 1000 --eval-size 1000)
+long_model=d64-relu,d10 long_participants=20 long_shard=1000 long_eval=1000
+long_opts=(--model "$long_model" --participants "$long_participants"
+           --shard-size "$long_shard" --eval-size "$long_eval")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 time_epochs() {
   local t0; t0=$(date +%s.%N)
@@ -136,7 +138,7 @@ step "3. jobs/long.sbatch: submit ($long_epochs epochs, 1 minute limit)"
 # act meanwhile, so this case polls scontrol itself.
 run_dir=$tmp/long
 job=$(LAUNCH=srun RUN_DIR=$run_dir EPOCHS=$long_epochs CHECKPOINT_EVERY=1 \
-      MODEL=d64-relu,d10 PARTICIPANTS=20 SHARD_SIZE=1000 EVAL_SIZE=1000 \
+      MODEL=$long_model PARTICIPANTS=$long_participants SHARD_SIZE=$long_shard EVAL_SIZE=$long_eval \
       sbatch --parsable --time=0:01:00 --signal=B:USR1@20 --output="$tmp/long.log" jobs/long.sbatch)
 echo "job $job"
 lifted=0 state="" deadline=$((SECONDS + 300))

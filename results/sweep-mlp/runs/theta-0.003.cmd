@@ -1,0 +1,1 @@
+mpirun --oversubscribe -np 3 build/dssgd train --mode dssgd --theta-u 0.003 --model mlp --participants 30 --shard-size 600 --partition paper --epochs 20 --seed 1 --eval-size 0 --metrics results/sweep-mlp/runs/theta-0.003.csv
