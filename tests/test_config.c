@@ -406,13 +406,25 @@ static void test_help_returns_one_and_lists_every_option(void **state)
 /* The value cell of the table row for key, trimmed; "" if there is none. */
 static void table_value(const char *table, const char *key, char *out, size_t len)
 {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "| %-14s | ", key);
+    /* Rows are "| key<padding> | value<padding> |": match the key cell
+     * whatever the column's width. */
     out[0] = '\0';
-    const char *p = strstr(table, pattern);
+    const char *p = NULL;
+    size_t klen = strlen(key);
+    for (const char *row = table; (row = strstr(row, "| ")) != NULL; row++) {
+        const char *k = row + 2;
+        if (strncmp(k, key, klen) != 0)
+            continue;
+        const char *q = k + klen;
+        while (*q == ' ')
+            q++;
+        if (q[0] == '|' && q[1] == ' ' && q > k + klen) {
+            p = q + 2;
+            break;
+        }
+    }
     if (!p)
         return;
-    p += strlen(pattern);
     const char *end = strstr(p, " |");
     assert_non_null(end);
     while (end > p && end[-1] == ' ')
