@@ -101,6 +101,12 @@ static int copy_string(const char *opt, const char *s, char *dst, size_t len, ch
 {
     if (strlen(s) >= len)
         return err_set(err, "--%s: value longer than %zu characters", opt, len - 1);
+    /* The configuration is stored as "key = value" lines in checkpoints: a
+     * control character would forge or break a line. */
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return err_set(err, "--%s: value contains a control character (0x%02x)", opt,
+                           (unsigned char)*p);
     strcpy(dst, s);
     return 0;
 }
@@ -255,7 +261,10 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
             rc = parse_long(name, optarg, 0, 1LL << 31, &v, err);
             c->eval_size = (size_t)v;
             break;
-        case OPT_MODEL: rc = copy_string(name, optarg, c->model, sizeof c->model, err); break;
+        case OPT_MODEL:
+            rc = *optarg ? copy_string(name, optarg, c->model, sizeof c->model, err)
+                         : err_set(err, "--model: empty value (try mlp or cnn)");
+            break;
         case OPT_MODE:
             rc = parse_choice(name, optarg, mode_names, COUNT(mode_names), &choice, err);
             c->mode = (config_mode)choice;
@@ -450,7 +459,7 @@ static int find_value(const char *text, const char *key, char *out, size_t len)
     for (const char *line = text; line && *line; ) {
         const char *end = strchr(line, '\n');
         size_t llen = end ? (size_t)(end - line) : strlen(line);
-        if (llen > klen + 3 && strncmp(line, key, klen) == 0 && strncmp(line + klen, " = ", 3) == 0) {
+        if (llen >= klen + 3 && strncmp(line, key, klen) == 0 && strncmp(line + klen, " = ", 3) == 0) {
             size_t vlen = llen - klen - 3;
             if (vlen >= len)
                 vlen = len - 1;

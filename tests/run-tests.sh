@@ -32,6 +32,9 @@ if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures")
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 
+echo "== fuzz regressions: every corpus and regression input through its libFuzzer target"
+if ! timeout 600 bash tests/fuzz/regress.sh "$build"; then failed+=("fuzz-regressions"); fi
+
 echo "== SLURM job scripts on a one-node cluster (SKIP_SLURM=1 skips)"
 if [[ ${SKIP_SLURM:-0} != 1 ]]; then
   if ! timeout 600 bash tests/slurm/test-slurm.sh "$build"; then failed+=("slurm"); fi

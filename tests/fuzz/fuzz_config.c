@@ -102,6 +102,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     config_defaults(&c);
     char err[ERR_LEN] = "";
     int rc = config_parse(&c, argc, argv, devnull, err);
+    if (rc == 0) {
+        /* getopt keeps state between calls: a second parse of the same
+         * (now permuted) argv must give the same configuration. */
+        config_t again;
+        config_defaults(&again);
+        char err2[ERR_LEN] = "";
+        FUZZ_CHECK(config_parse(&again, argc, argv, devnull, err2) == 0 &&
+                       memcmp(&again, &c, sizeof c) == 0,
+                   "a second parse differs: %s", err2);
+    }
     FUZZ_CHECK(rc == -1 || rc == 0 || rc == 1, "rc %d", rc);
     FUZZ_CHECK(rc != -1 || err[0] != '\0', "refused without a message");
     FUZZ_CHECK(strings_terminated(&c), "a string field lost its terminator");

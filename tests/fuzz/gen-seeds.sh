@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the hand-made seeds of tests/fuzz/corpus/ with the project's
-# own writers (gen_seeds.c). Files the fuzzer added (named by their SHA-1)
-# are left alone. Usage: tests/fuzz/gen-seeds.sh
+# Regenerates the hand-made seeds of tests/fuzz/corpus/ (and the generated
+# inputs of tests/fuzz/regressions/) with the project's own writers
+# (gen_seeds.c). Files the fuzzer added (named by their SHA-1) are left
+# alone. The seeds written by ckpt_save differ at each run (HDF5 stores
+# object times). Usage: tests/fuzz/gen-seeds.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
@@ -11,8 +13,8 @@ trap 'rm -rf "$work"' EXIT
 "$CC" -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wshadow -Iinclude \
   $(pkg-config --cflags hdf5-openmpi) tests/fuzz/gen_seeds.c src/checkpoint.c src/rng.c \
   src/err.c src/idx.c src/wire.c $(pkg-config --libs hdf5-openmpi) -lz -lm -o "$work/gen_seeds"
-mkdir -p tests/fuzz/corpus
-"$work/gen_seeds" tests/fuzz/corpus
+mkdir -p tests/fuzz/corpus tests/fuzz/regressions
+"$work/gen_seeds" tests/fuzz/corpus tests/fuzz/regressions
 for d in tests/fuzz/corpus/*/; do
   printf '%-28s %3d files, %s\n' "$d" "$(ls "$d" | wc -l)" "$(du -sh "$d" | cut -f1)"
 done

@@ -1,6 +1,6 @@
 /* gen_seeds: writes the seed corpora of the fuzz targets (small valid files
  * made by the project's own writers, and one file per kind of malformation).
- * Usage: gen_seeds CORPUS_DIR   (run by tests/fuzz/gen-seeds.sh) */
+ * Usage: gen_seeds CORPUS_DIR REGRESSIONS_DIR   (run by tests/fuzz/gen-seeds.sh) */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -18,7 +18,7 @@
 #include "rng.h"
 #include "wire.h"
 
-static const char *root;
+static const char *root, *regressions;
 
 static void die(const char *what, const char *err)
 {
@@ -81,7 +81,7 @@ static void idx_raw(const char *name, const unsigned char *header, size_t hlen, 
     size_t len = hlen + payload;
     unsigned char *buf = calloc(len ? len : 1, 1);
     memcpy(buf, header, hlen);
-    for (size_t i = 0; i < payload; i++)
+    for (size_t i = 0; i < payload && i < 256; i++)
         buf[hlen + i] = (unsigned char)i;
     if (!gzip) {
         put_file("idx", name, buf, len);
@@ -145,6 +145,16 @@ static void idx_seeds(void)
     const unsigned char overflow[] = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     idx_raw("overflow-dims", overflow, sizeof overflow, 4, 0);
     idx_raw("empty", NULL, 0, 0, 0);
+    /* Just past the reader's first 1 MiB buffer, which then grows once:
+     * only gzip keeps such a seed small. (Each costs milliseconds to read,
+     * so the corpus has one; the larger case is a regression input.) */
+    const unsigned char big[] = {0, 0, 8, 1, 0, 0x10, 0x10, 0};       /* 1 MiB + 4 KiB */
+    idx_raw("big-1MiB-4KiB.gz", big, sizeof big, ((size_t)1 << 20) + 4096, 1);
+    const unsigned char bigger[] = {0, 0, 8, 2, 0, 0, 0, 3, 0, 0x10, 0, 0}; /* 3 MiB */
+    const char *corpus = root;
+    root = regressions;
+    idx_raw("big-claim-3MiB-holds-1.5MiB.gz", bigger, sizeof bigger, (size_t)3 << 19, 1);
+    root = corpus;
 }
 
 /* ---- wire --------------------------------------------------------------- */
@@ -283,6 +293,31 @@ static herr_t copy_attr(hid_t loc, const char *name, const H5A_info_t *info, voi
     return rc;
 }
 
+/* File creation properties with the smallest B-tree nodes (superblock 1):
+ * the default ones make a few-kilobyte seed of a tiny checkpoint 20 KB. */
+static hid_t small_btrees(void)
+{
+    static hid_t fcpl = -1;
+    if (fcpl < 0) {
+        fcpl = H5Pcreate(H5P_FILE_CREATE);
+        if (fcpl < 0 || H5Pset_istore_k(fcpl, 1) < 0 || H5Pset_sym_k(fcpl, 1, 1) < 0)
+            die("H5Pcreate", "file creation properties");
+    }
+    return fcpl;
+}
+
+/* Groups without modification times, so regenerated seeds are identical. */
+static void make_group(hid_t f, const char *path)
+{
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    H5Pset_obj_track_times(gcpl, 0);
+    hid_t g = H5Gcreate2(f, path, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (g < 0)
+        die(path, "H5Gcreate2");
+    H5Gclose(g);
+    H5Pclose(gcpl);
+}
+
 static void legacy_copy(const char *from, const char *name)
 {
     static const char *const dsets[] = {
@@ -293,7 +328,7 @@ static void legacy_copy(const char *from, const char *name)
     path_of(src, sizeof src, "checkpoint", from);
     path_of(dst, sizeof dst, "checkpoint", name);
     hid_t in = H5Fopen(src, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t out = H5Fcreate(dst, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); /* earliest format */
+    hid_t out = H5Fcreate(dst, H5F_ACC_TRUNC, small_btrees(), H5P_DEFAULT); /* earliest format */
     if (in < 0 || out < 0)
         die(dst, "H5Fopen/H5Fcreate");
     hid_t root_in = H5Gopen2(in, "/", H5P_DEFAULT), root_out = H5Gopen2(out, "/", H5P_DEFAULT);
@@ -301,8 +336,8 @@ static void legacy_copy(const char *from, const char *name)
         die(dst, "copying the attributes");
     H5Gclose(root_in);
     H5Gclose(root_out);
-    H5Gclose(H5Gcreate2(out, "/server", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    H5Gclose(H5Gcreate2(out, "/participants", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    make_group(out, "/server");
+    make_group(out, "/participants");
     for (size_t i = 0; i < sizeof dsets / sizeof dsets[0]; i++) {
         if (H5Lexists(in, dsets[i], H5P_DEFAULT) <= 0)
             continue;
@@ -310,6 +345,7 @@ static void legacy_copy(const char *from, const char *name)
               sp = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
         size_t bytes = H5Tget_size(t) * (size_t)H5Sget_simple_extent_npoints(sp);
         void *buf = malloc(bytes);
+        H5Pset_obj_track_times(dcpl, 0);
         hid_t e = H5Dcreate2(out, dsets[i], t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         if (d < 0 || e < 0 || H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ||
             H5Dwrite(e, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
@@ -324,6 +360,161 @@ static void legacy_copy(const char *from, const char *name)
     H5Fclose(in);
     if (H5Fclose(out) < 0)
         die(dst, "H5Fclose");
+}
+
+/* Well-formed HDF5 files, each with one thing a checkpoint must not have,
+ * built from a valid state in the oldest format. Byte mutations of a valid
+ * 1.10-format file mostly fail its metadata checksums; these start the
+ * fuzzer at each refusal of ckpt_load instead. */
+typedef enum {
+    BAD_NONE, BAD_NO_FORMAT, BAD_FORMAT_TEXT, BAD_FORMAT_INT, BAD_FORMAT_VLEN, BAD_VERSION,
+    BAD_VERSION_NEGATIVE, BAD_EPOCH_NEGATIVE, BAD_CONFIG_ARRAY, BAD_MODEL_VLEN,
+    BAD_NO_STAT, BAD_PARAMS_F64, BAD_RNG_SIGNED, BAD_EPSILON_RANK2, BAD_STAT_SHAPE,
+    BAD_NO_FLETCHER, BAD_CONTIGUOUS, BAD_MISSING_CHUNK, BAD_NAN, BAD_RNG_STATE,
+    BAD_EPSILON_NEGATIVE, BAD_N_ZERO, BAD_KINDS
+} bad_kind;
+
+static const char *const bad_names[BAD_KINDS] = {
+    "legacy-variant-ok", "no-format-attr", "format-other", "format-integer",
+    "format-vlen-ok", "version-2", "version-negative", "epoch-negative", "config-2-elements",
+    "model-vlen-ok", "no-server-stat", "params-float64", "rng-int64", "epsilon-rank-2",
+    "stat-wrong-length", "no-fletcher32", "contiguous", "missing-chunk", "nan-param",
+    "rng-used-7", "epsilon-negative", "n-zero"};
+
+static void put_attr(hid_t loc, const char *name, hid_t type, hsize_t count, const void *v)
+{
+    hid_t sp = count ? H5Screate_simple(1, &count, NULL) : H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, type, v) < 0)
+        die(name, "attribute");
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+static void put_string_attr(hid_t loc, const char *name, const char *v, int vlen)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, vlen ? H5T_VARIABLE : strlen(v) + 1);
+    put_attr(loc, name, t, 0, vlen ? (const void *)&v : v);
+    H5Tclose(t);
+}
+
+static void put_dataset(hid_t f, const char *path, hid_t type, int rank, const hsize_t *dims,
+                        const void *v, bad_kind bad)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(dcpl, 0);
+    hsize_t chunk[2] = {dims[0] ? dims[0] : 1, rank > 1 && dims[1] ? dims[1] : 1};
+    int first = strcmp(path, "/server/params") == 0;
+    if (bad == BAD_MISSING_CHUNK && first)
+        chunk[0] = dims[0] > 1 ? dims[0] / 2 : 1;
+    if (!(bad == BAD_CONTIGUOUS && first)) {
+        H5Pset_chunk(dcpl, rank, chunk);
+        if (!(bad == BAD_NO_FLETCHER && first))
+            H5Pset_fletcher32(dcpl);
+    }
+    hid_t d = H5Dcreate2(f, path, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (d < 0)
+        die(path, "H5Dcreate2");
+    if (bad == BAD_MISSING_CHUNK && first) {
+        /* Only the first chunk is written: the rest would read as zeros. */
+        hsize_t start[1] = {0}, count[1] = {chunk[0]};
+        hid_t mem = H5Screate_simple(1, count, NULL);
+        H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, count, NULL);
+        if (H5Dwrite(d, type, mem, sp, H5P_DEFAULT, v) < 0)
+            die(path, "H5Dwrite (partial)");
+        H5Sclose(mem);
+    } else if (dims[0] && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+        die(path, "H5Dwrite");
+    }
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+}
+
+static void variant_seed(bad_kind bad)
+{
+    enum { N_PARAMS = 4, PARTS = 2 };
+    float params[N_PARAMS] = {0.5f, -0.25f, 1.0f, 0.125f}, pparams[PARTS][N_PARAMS] = {{0}};
+    double params64[N_PARAMS] = {0.5, -0.25, 1.0, 0.125};
+    double stat[N_PARAMS + 1] = {1, 0, 2, 1, 0}, eps[PARTS] = {0.5, 1.5};
+    uint64_t srng[2][RNG_STATE_WORDS], prng[PARTS][RNG_STATE_WORDS], counters[2] = {3, 1};
+    rng_t g;
+    for (int i = 0; i < 2; i++) {
+        rng_init(&g, 1, RNG_STREAM_SERVER + (uint64_t)i);
+        rng_u32(&g);
+        rng_save(&g, srng[i]);
+    }
+    for (int p = 0; p < PARTS; p++) {
+        rng_init(&g, 1, rng_participant_stream((uint32_t)p));
+        rng_u32(&g);
+        rng_save(&g, prng[p]);
+    }
+    if (bad == BAD_NAN)
+        params[2] = NAN;
+    if (bad == BAD_RNG_STATE)
+        prng[1][3] = 7;
+    if (bad == BAD_EPSILON_NEGATIVE)
+        eps[0] = -1;
+
+    char path[4096];
+    path_of(path, sizeof path, "checkpoint", bad_names[bad]);
+    /* A variable-length string brings a 4 KiB global heap: those two are
+     * written in the 1.10 format, which is smaller, to stay under 10 KB. */
+    int vlen = bad == BAD_FORMAT_VLEN || bad == BAD_MODEL_VLEN;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (vlen)
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, vlen ? H5P_DEFAULT : small_btrees(), fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        die(path, "H5Fcreate");
+    int32_t version = bad == BAD_VERSION ? 2 : bad == BAD_VERSION_NEGATIVE ? -1 : CKPT_VERSION;
+    int64_t epoch_neg = -5;
+    uint64_t epoch = 2, seed = 1;
+    if (bad == BAD_FORMAT_INT)
+        put_attr(f, "format", H5T_STD_I32LE, 0, &version);
+    else if (bad != BAD_NO_FORMAT)
+        put_string_attr(f, "format", bad == BAD_FORMAT_TEXT ? "hdf5-something" : CKPT_FORMAT,
+                        bad == BAD_FORMAT_VLEN);
+    put_attr(f, "version", H5T_STD_I32LE, 0, &version);
+    if (bad == BAD_EPOCH_NEGATIVE)
+        put_attr(f, "epoch", H5T_STD_I64LE, 0, &epoch_neg);
+    else
+        put_attr(f, "epoch", H5T_STD_U64LE, 0, &epoch);
+    put_attr(f, "seed", H5T_STD_U64LE, 0, &seed);
+    if (bad == BAD_CONFIG_ARRAY) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, 4);
+        put_attr(f, "config", t, 2, "ab\0\0cd\0\0");
+        H5Tclose(t);
+    } else {
+        put_string_attr(f, "config", "lr = 0.05\n", 0);
+    }
+    put_string_attr(f, "model", "d4", bad == BAD_MODEL_VLEN);
+
+    make_group(f, "/server");
+    make_group(f, "/participants");
+    hsize_t n = bad == BAD_N_ZERO ? 0 : N_PARAMS, d_n[1] = {n}, d_stat[1] = {n};
+    hsize_t d_rng[2] = {2, RNG_STATE_WORDS}, d_two[1] = {2}, d_pn[2] = {PARTS, n};
+    hsize_t d_prng[2] = {PARTS, RNG_STATE_WORDS}, d_eps[2] = {PARTS, 1};
+    if (bad == BAD_STAT_SHAPE)
+        d_stat[0] = n + 1;
+    if (bad == BAD_PARAMS_F64)
+        put_dataset(f, "/server/params", H5T_IEEE_F64LE, 1, d_n, params64, bad);
+    else
+        put_dataset(f, "/server/params", H5T_IEEE_F32LE, 1, d_n, params, bad);
+    if (bad != BAD_NO_STAT)
+        put_dataset(f, "/server/stat", H5T_IEEE_F64LE, 1, d_stat, stat, bad);
+    put_dataset(f, "/server/rng", bad == BAD_RNG_SIGNED ? H5T_STD_I64LE : H5T_STD_U64LE, 2, d_rng,
+                srng, bad);
+    put_dataset(f, "/server/counters", H5T_STD_U64LE, 1, d_two, counters, bad);
+    put_dataset(f, "/participants/params", H5T_IEEE_F32LE, 2, d_pn, pparams, bad);
+    put_dataset(f, "/participants/rng", H5T_STD_U64LE, 2, d_prng, prng, bad);
+    put_dataset(f, "/participants/epsilon", H5T_IEEE_F64LE, bad == BAD_EPSILON_RANK2 ? 2 : 1,
+                d_eps, eps, bad);
+    if (H5Fclose(f) < 0)
+        die(path, "H5Fclose");
 }
 
 static void checkpoint_seeds(void)
@@ -342,6 +533,8 @@ static void checkpoint_seeds(void)
     truncated_copy("checkpoint", "n7-N2-residual.h5", "trunc-last-byte", len - 1);
     legacy_copy("n3-N1.h5", "legacy-n3-N1.h5");
     legacy_copy("n7-N2-residual.h5", "legacy-n7-N2-residual.h5");
+    for (int b = 0; b < BAD_KINDS; b++)
+        variant_seed((bad_kind)b);
 }
 
 /* ---- config ------------------------------------------------------------- */
@@ -394,15 +587,16 @@ static void config_seeds(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: gen_seeds CORPUS_DIR\n");
+    if (argc != 3) {
+        fprintf(stderr, "usage: gen_seeds CORPUS_DIR REGRESSIONS_DIR\n");
         return 2;
     }
     root = argv[1];
+    regressions = argv[2];
     const char *targets[] = {"idx", "wire", "checkpoint", "config"};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 8; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", root, targets[i]);
+        snprintf(path, sizeof path, "%s/%s", i < 4 ? root : regressions, targets[i % 4]);
         if (mkdir(path, 0755) != 0 && errno != EEXIST)
             die(path, strerror(errno));
     }

@@ -68,6 +68,7 @@ for t in "${targets[@]}"; do
     fi
   fi
   # Regressions one by one, so that known ones can be told apart.
+  passed=0
   for f in $(find "$fuzz/regressions/$t" -type f ! -name '*.md' 2>/dev/null | sort); do
     name=$t/$(basename "$f")
     reason=$(known_reason "$name")
@@ -76,6 +77,8 @@ for t in "${targets[@]}"; do
       if [[ -n $reason ]]; then
         echo "fuzz $name: passes now: remove its line from $fuzz/known-crashes.txt"
         fixed+=("$name")
+      else
+        passed=$((passed + 1))
       fi
     elif [[ -n $reason ]]; then
       echo "fuzz $name: KNOWN, skipped: $reason"
@@ -86,6 +89,7 @@ for t in "${targets[@]}"; do
       failed+=("$name")
     fi
   done
+  ((passed)) && echo "fuzz $t: $passed regression input(s) ok"
 done
 
 if ((${#failed[@]})); then
