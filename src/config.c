@@ -259,7 +259,8 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
         case OPT_DATA_DIR: rc = copy_string(name, optarg, c->data_dir, sizeof c->data_dir, err); break;
         case OPT_EVAL_SIZE:
             rc = parse_long(name, optarg, 0, 1LL << 31, &v, err);
-            c->eval_size = (size_t)v;
+            if (!rc)
+                c->eval_size = (size_t)v;
             break;
         case OPT_MODEL:
             rc = *optarg ? copy_string(name, optarg, c->model, sizeof c->model, err)
@@ -267,47 +268,57 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
             break;
         case OPT_MODE:
             rc = parse_choice(name, optarg, mode_names, COUNT(mode_names), &choice, err);
-            c->mode = (config_mode)choice;
+            if (!rc)
+                c->mode = (config_mode)choice;
             break;
         case OPT_PARTICIPANTS:
             rc = parse_long(name, optarg, 1, 100000, &v, err);
-            c->participants = (int)v;
+            if (!rc)
+                c->participants = (int)v;
             break;
         case OPT_PARTITION:
             rc = parse_choice(name, optarg, partition_names, COUNT(partition_names), &choice, err);
-            c->partition = (dataset_partition)choice;
+            if (!rc)
+                c->partition = (dataset_partition)choice;
             break;
         case OPT_SHARD_SIZE:
             rc = parse_long(name, optarg, 0, 1LL << 31, &v, err);
-            c->shard_size = (size_t)v;
+            if (!rc)
+                c->shard_size = (size_t)v;
             break;
         case OPT_ALPHA: rc = parse_double(name, optarg, 0, 1e6, 1, &c->alpha, err); break;
         case OPT_SCHEDULE:
             rc = parse_choice(name, optarg, schedule_names, COUNT(schedule_names), &choice, err);
-            c->schedule = (config_schedule)choice;
+            if (!rc)
+                c->schedule = (config_schedule)choice;
             break;
         case OPT_EPOCHS:
             rc = parse_long(name, optarg, 1, 1000000, &v, err);
-            c->epochs = (int)v;
+            if (!rc)
+                c->epochs = (int)v;
             break;
         case OPT_LR: rc = parse_double(name, optarg, 0, 1e3, 1, &c->lr, err); break;
         case OPT_BATCH:
             rc = parse_long(name, optarg, 1, 4096, &v, err);
-            c->batch = (int)v;
+            if (!rc)
+                c->batch = (int)v;
             break;
         case OPT_SEED:
             rc = parse_long(name, optarg, 0, INT64_MAX, &v, err);
-            c->seed = (uint64_t)v;
+            if (!rc)
+                c->seed = (uint64_t)v;
             break;
         case OPT_THETA_U: rc = parse_double(name, optarg, 0, 1, 1, &c->theta_u, err); break;
         case OPT_THETA_D: rc = parse_double(name, optarg, 0, 1, 1, &c->theta_d, err); break;
         case OPT_SELECT:
             rc = parse_choice(name, optarg, select_names, COUNT(select_names), &choice, err);
-            c->select = (config_select)choice;
+            if (!rc)
+                c->select = (config_select)choice;
             break;
         case OPT_DOWNLOAD:
             rc = parse_choice(name, optarg, download_names, COUNT(download_names), &choice, err);
-            c->download = (config_download)choice;
+            if (!rc)
+                c->download = (config_download)choice;
             break;
         case OPT_GAMMA: rc = parse_double(name, optarg, 0, INFINITY, 1, &c->gamma, err); break;
         case OPT_TAU: rc = parse_double(name, optarg, 0, INFINITY, 0, &c->tau, err); break;
@@ -322,7 +333,8 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
             break;
         case OPT_CHECKPOINT_EVERY:
             rc = parse_long(name, optarg, 1, 1000000, &v, err);
-            c->checkpoint_every = (int)v;
+            if (!rc)
+                c->checkpoint_every = (int)v;
             break;
         case OPT_RESUME: rc = copy_string(name, optarg, c->resume, sizeof c->resume, err); break;
         case OPT_METRICS: rc = copy_string(name, optarg, c->metrics, sizeof c->metrics, err); break;
