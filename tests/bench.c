@@ -10,6 +10,7 @@
 #include "dataset.h"
 #include "err.h"
 #include "model.h"
+#include "bench_util.h"
 #include "rng.h"
 #include "sgd.h"
 
@@ -17,18 +18,6 @@ void bench_select(FILE *out);
 
 #define RUNS 5
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Median and spread (max-min)/median of RUNS timings. */
 static double median_of(double *t, double *spread)

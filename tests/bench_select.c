@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "rng.h"
 #include "select.h"
 
@@ -16,18 +17,6 @@ void bench_select(FILE *out);
 /* A reference sort slower than this runs once instead of BENCH_RUNS times. */
 #define SLOW_SORT_S 1.0
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median(double *t, int runs)
 {
