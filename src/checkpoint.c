@@ -975,11 +975,23 @@ int ckpt_load(const char *path, ckpt_state *s, char *err)
         return err_set(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     int stat_rc = fstat(fd, &st), stat_errno = errno;
+    /* dssgd writes the HDF5 signature at offset 0 and superblock version 3
+     * (checksummed metadata). Older superblocks reach parsers of HDF5 1.10.8
+     * that crash on hostile input (tests/fuzz/known-crashes.txt): refuse
+     * them before HDF5 reads anything. */
+    unsigned char head[9] = {0};
+    ssize_t got = stat_rc == 0 && S_ISREG(st.st_mode) ? read(fd, head, sizeof head) : 0;
     close(fd);
     if (stat_rc != 0)
         return err_set(err, "%s: cannot open: %s", path, strerror(stat_errno));
     if (!S_ISREG(st.st_mode))
         return err_set(err, "%s: cannot open: not a regular file", path);
+    static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (got < (ssize_t)sizeof head || memcmp(head, signature, sizeof signature) != 0)
+        return err_set(err, "%s: not an HDF5 file (no HDF5 signature at its start)", path);
+    if (head[8] < 2)
+        return err_set(err, "%s: HDF5 superblock version %u: not written by dssgd (its checkpoints "
+                       "use version 2 or later, whose metadata is checksummed)", path, head[8]);
 
     h5_quiet quiet;
     h5_quiet_begin(&quiet);

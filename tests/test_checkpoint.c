@@ -699,11 +699,26 @@ static void test_load_refuses_other_format(void **state)
     ckpt_state_free(&s);
 }
 
-static void test_load_refuses_unrelated_hdf5_file(void **state)
+/* An HDF5 file of the default (oldest) format, as most programs write: its
+ * superblock version 0 is refused before HDF5 parses it. */
+static void test_load_refuses_old_superblock_before_parsing(void **state)
 {
     fixture *fx = *state;
     hid_t fid = H5Fcreate(fx->path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     assert_true(fid >= 0);
+    assert_true(H5Fclose(fid) >= 0);
+    assert_load_refused(fx->path, "HDF5 superblock version 0: not written by dssgd");
+}
+
+/* Another program's file in the 1.10 format passes the superblock check
+ * and is refused for what it holds. */
+static void test_load_refuses_unrelated_hdf5_file(void **state)
+{
+    fixture *fx = *state;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    assert_true(fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST) >= 0);
+    hid_t fid = H5Fcreate(fx->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    assert_true(fid >= 0 && H5Pclose(fapl) >= 0);
     hsize_t dims[1] = {10};
     int data[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
     hid_t space = H5Screate_simple(1, dims, NULL);
@@ -957,6 +972,7 @@ int main(void)
         T(test_load_refuses_dataset_with_unwritten_chunks),
         T(test_load_refuses_other_version),
         T(test_load_refuses_other_format),
+        T(test_load_refuses_old_superblock_before_parsing),
         T(test_load_refuses_unrelated_hdf5_file),
         T(test_load_refuses_mismatched_shapes),
         T(test_load_refuses_wrong_element_type),

@@ -23,7 +23,7 @@ subject() {
 for t in "${targets[@]}"; do
   rm -f "$out/$t".profraw
   mapfile -t files < <(find tests/fuzz/corpus/"$t" -type f | sort)
-  LLVM_PROFILE_FILE="$out/$t.profraw" DSSGD_FUZZ_SKIP_KNOWN=1 ASAN_OPTIONS=detect_leaks=0 \
+  LLVM_PROFILE_FILE="$out/$t.profraw" ASAN_OPTIONS=detect_leaks=0 \
     "$out/fuzz_$t" "${files[@]}" >"$out/$t.run.log" 2>&1 || true
   llvm-profdata merge -sparse "$out/$t.profraw" -o "$out/$t.profdata"
   echo "== $t (${#files[@]} corpus inputs)"

@@ -49,29 +49,6 @@ static int strings_terminated(const config_t *c)
            memchr(c->resume, 0, sizeof c->resume) && memchr(c->metrics, 0, sizeof c->metrics);
 }
 
-/* Open bugs in src/config.c that this target finds in seconds (see
- * known-crashes.txt). run.sh sets DSSGD_FUZZ_SKIP_KNOWN=1 so that a long run
- * looks past them for new ones; regress.sh does not, so their inputs keep
- * crashing until they are fixed. Returns the bug's name, or NULL. */
-static const char *known_bug(const config_t *c)
-{
-    static int skip = -1;
-    if (skip < 0)
-        skip = getenv("DSSGD_FUZZ_SKIP_KNOWN") && atoi(getenv("DSSGD_FUZZ_SKIP_KNOWN")) > 0;
-    if (!skip)
-        return NULL;
-    /* config_to_text writes values as they are: a newline in a string
-     * option starts a line that config_check_resume reads as another key. */
-    const char *strings[] = {c->data_dir, c->model, c->checkpoint, c->resume, c->metrics};
-    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
-        if (strchr(strings[i], '\n'))
-            return "newline-in-value";
-    /* find_value needs a non-empty value, but --model "" is accepted. */
-    if (c->model[0] == '\0')
-        return "empty-model";
-    return NULL;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* argv: "train", then the input split into arguments: on NUL bytes when
@@ -127,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == 0) {
             config_print(&c, devnull);
             /* A run may always resume from its own checkpoint. */
-            FUZZ_CHECK(config_check_resume(&c, text, err) == 0 || known_bug(&c),
+            FUZZ_CHECK(config_check_resume(&c, text, err) == 0,
                        "refuses to resume from its own configuration: %s", err);
         }
     } else {

@@ -40,15 +40,18 @@ fi
 # HDF5-internal leak suppressed.
 export ASAN_OPTIONS=fast_unwind_on_malloc=0
 export LSAN_OPTIONS="suppressions=$PWD/$fuzz/lsan-hdf5.supp:print_suppressions=0"
-unset DSSGD_FUZZ_SKIP_KNOWN
-opts=(-rss_limit_mb=2048 -timeout=10)
+# A crashing input is copied to -artifact_prefix: keep those in the build
+# directory, not in the working directory.
+mkdir -p "$build/artifacts"
+opts=(-rss_limit_mb=2048 -timeout=10 -artifact_prefix="$build/artifacts/")
 failed=()
 known=0
 fixed=()
 
 # known-crashes.txt: "<target>/<file>  <hdf5|src>  <why>" per line.
 known_reason() {
-  awk -v k="$1" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' "$fuzz/known-crashes.txt" \
+  awk -v k="$1" '$1 == k { kind = $2; $1 = $2 = ""; sub(/^ +/, ""); print "(" kind ") " $0; exit }' \
+    "$fuzz/known-crashes.txt" \
     2>/dev/null
 }
 
