@@ -61,7 +61,8 @@ $(BUILD)/dssgd: $(BUILD)/main.o $(LIB_OBJS)
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(CMOCKA_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/bench: $(BUILD)/tests/bench.o $(BUILD)/tests/bench_select.o $(LIB_OBJS)
+$(BUILD)/bench: $(BUILD)/tests/bench.o $(BUILD)/tests/bench_select.o $(BUILD)/tests/bench_wire.o \
+               $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(LDLIBS) -o $@
 
 # The whole suite: unit tests, then MPI and end-to-end tests.
@@ -77,9 +78,10 @@ check-slurm: $(BUILD)/dssgd
 demo: $(BUILD)/dssgd
 	@bash tests/demo.sh $(BUILD)
 
+# Every figure next to its reference, measured in one run: the table, and
+# results/bench/<date>.csv (see results/bench/README.md). About 2 minutes.
 bench: $(BUILD)/bench $(BUILD)/dssgd
-	OPENBLAS_NUM_THREADS=1 $(BUILD)/bench
-	@bash tests/bench-epochs.sh $(BUILD)
+	@OPENBLAS_NUM_THREADS=1 bash tests/bench-run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

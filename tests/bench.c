@@ -1,55 +1,69 @@
-/* bench: training throughput of the MLP against OpenBLAS sgemm on the same
- * GEMM shapes in the same run, then top-k selection (bench_select.c). One
- * core: run with OPENBLAS_NUM_THREADS=1 (make bench does). */
+/* bench: every figure of `make bench` next to a reference measured in the
+ * same run. This file: training throughput against OpenBLAS alone on the same
+ * calls and shapes; the driver (bench-run.sh) also runs bench-epochs.sh.
+ * One core: run with OPENBLAS_NUM_THREADS=1 (make bench does). */
 #include <cblas.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "dataset.h"
 #include "err.h"
 #include "model.h"
-#include "bench_util.h"
 #include "rng.h"
 #include "sgd.h"
 
-void bench_select(FILE *out);
+void bench_select(const bench_out *o);
+void bench_apply(const bench_out *o);
+void bench_wire_bytes(const bench_out *o);
 
-#define RUNS 5
+/* Seconds each reference timing lasts at least (many calls in a loop). */
+#define REF_MIN_S 0.15
 
+/* One BLAS call of a training step: sgemm C (m x n) = op(A) (m x k) op(B)
+ * (k x n); sgemv y (m) = A (m x n) x or A^T x; sger A (m x n) += x y^T. */
+typedef enum { OP_GEMM, OP_GEMV_N, OP_GEMV_T, OP_GER } blas_kind;
+typedef struct {
+    blas_kind kind;
+    int m, n, k, trans_a, trans_b;
+    float *a, *b, *c; /* the call's own operands */
+} blas_op;
 
-/* Median and spread (max-min)/median of RUNS timings. */
-static double median_of(double *t, double *spread)
+static double op_flops(const blas_op *op)
 {
-    qsort(t, RUNS, sizeof *t, cmp_double);
-    *spread = (t[RUNS - 1] - t[0]) / t[RUNS / 2];
-    return t[RUNS / 2];
+    return op->kind == OP_GEMM ? 2.0 * op->m * op->n * op->k : 2.0 * op->m * op->n;
 }
 
-/* One GEMM of a training step, per example: C (m x n) += A (m x k) B (k x n),
- * with n scaled by the batch for the batch-shaped operands. */
-typedef struct { int m, n, k, trans_a, trans_b; } gemm_shape;
-
-/* The GEMMs model.c runs for one batch: forward, weight gradient, and input
- * gradient of every learning layer but the first. Returns how many. */
-static int training_gemms(const model_t *m, int batch, gemm_shape *g)
+/* The BLAS calls model.c makes for one batch, in its layouts: per learning
+ * layer the forward, the weight gradient and (all but the first) the input
+ * gradient. Dense layers at batch 1 go through sgemv/sger, as in model.c;
+ * convolutions are one sgemm over the whole batch (N = batch x maps). */
+static int training_ops(const model_t *m, int batch, blas_op *g)
 {
     int count = 0, first = 1;
     for (int i = 0; i < m->num_layers; i++) {
         const model_layer *l = &m->layers[i];
         if (l->kind == LAYER_DENSE) {
             int in = (int)l->in_size, out = (int)l->out_size;
-            g[count++] = (gemm_shape){batch, out, in, 0, 1};      /* Y = X W^T */
-            g[count++] = (gemm_shape){out, in, batch, 1, 0};      /* dW = dY^T X */
-            if (!first)
-                g[count++] = (gemm_shape){batch, in, out, 0, 0};  /* dX = dY W */
+            if (batch == 1) {
+                g[count++] = (blas_op){OP_GEMV_N, out, in, 0, 0, 0, 0, 0, 0};     /* y = W x */
+                g[count++] = (blas_op){OP_GER, out, in, 0, 0, 0, 0, 0, 0};        /* W += a dy x^T */
+                if (!first)
+                    g[count++] = (blas_op){OP_GEMV_T, out, in, 0, 0, 0, 0, 0, 0}; /* dx = W^T dy */
+            } else {
+                g[count++] = (blas_op){OP_GEMM, batch, out, in, 0, 1, 0, 0, 0};   /* Y = X W^T */
+                g[count++] = (blas_op){OP_GEMM, out, in, batch, 1, 0, 0, 0, 0};   /* dW = dY^T X */
+                if (!first)
+                    g[count++] = (blas_op){OP_GEMM, batch, in, out, 0, 0, 0, 0, 0}; /* dX = dY W */
+            }
         } else if (l->kind == LAYER_CONV) {
             int K = l->in_c * l->k * l->k, N = batch * l->out_h * l->out_w;
-            g[count++] = (gemm_shape){l->out_c, N, K, 0, 0};      /* Y = W col */
-            g[count++] = (gemm_shape){l->out_c, K, N, 0, 1};      /* dW = dY col^T */
+            g[count++] = (blas_op){OP_GEMM, l->out_c, N, K, 0, 0, 0, 0, 0};       /* Y = W col */
+            g[count++] = (blas_op){OP_GEMM, l->out_c, K, N, 0, 1, 0, 0, 0};       /* dW = dY col^T */
             if (!first)
-                g[count++] = (gemm_shape){K, N, l->out_c, 1, 0};  /* dcol = W^T dY */
+                g[count++] = (blas_op){OP_GEMM, K, N, l->out_c, 1, 0, 0, 0, 0};   /* dcol = W^T dY */
         } else {
             continue;
         }
@@ -58,113 +72,200 @@ static int training_gemms(const model_t *m, int batch, gemm_shape *g)
     return count;
 }
 
-/* Floating-point operations of those GEMMs per example. */
-static double train_flops(const model_t *m)
+static float *filled(size_t len, float scale)
 {
-    gemm_shape g[3 * MODEL_MAX_LAYERS];
-    int count = training_gemms(m, 1, g);
-    double f = 0;
-    for (int i = 0; i < count; i++)
-        f += 2.0 * g[i].m * g[i].n * g[i].k;
-    return f;
+    float *p = bench_malloc(len * sizeof *p);
+    for (size_t i = 0; i < len; i++)
+        p[i] = scale * (float)((int)(i % 97) - 48);
+    return p;
 }
 
-/* Seconds of the GEMMs one training batch needs, by cblas_sgemm alone on
- * the same shapes and layouts as model.c (the bound training can reach). */
-static double sgemm_seconds_per_batch(const model_t *m, int batch)
+static void run_op(const blas_op *s)
 {
-    gemm_shape g[3 * MODEL_MAX_LAYERS];
-    int count = training_gemms(m, batch, g);
-    size_t most = 0;
+    switch (s->kind) {
+    case OP_GEMM:
+        cblas_sgemm(CblasRowMajor, s->trans_a ? CblasTrans : CblasNoTrans,
+                    s->trans_b ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, s->a,
+                    s->trans_a ? s->m : s->k, s->b, s->trans_b ? s->k : s->n, 0.0f, s->c, s->n);
+        break;
+    case OP_GEMV_N:
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, s->m, s->n, 1.0f, s->a, s->n, s->b, 1, 0.0f,
+                    s->c, 1);
+        break;
+    case OP_GEMV_T:
+        cblas_sgemv(CblasRowMajor, CblasTrans, s->m, s->n, 1.0f, s->a, s->n, s->b, 1, 0.0f, s->c,
+                    1);
+        break;
+    case OP_GER: /* accumulates, as the model's update does; tiny steps stay finite */
+        cblas_sger(CblasRowMajor, s->m, s->n, -1e-6f, s->b, 1, s->c, 1, s->a, s->n);
+        break;
+    }
+}
+
+/* Gives every op its own operands (as the model's layers have their own
+ * weights and activations), sized for the op. */
+static void alloc_ops(blas_op *g, int count)
+{
     for (int i = 0; i < count; i++) {
-        size_t s[3] = {(size_t)g[i].m * g[i].k, (size_t)g[i].k * g[i].n, (size_t)g[i].m * g[i].n};
-        for (int j = 0; j < 3; j++)
-            most = s[j] > most ? s[j] : most;
+        blas_op *s = &g[i];
+        size_t a, b, c;
+        if (s->kind == OP_GEMM) {
+            a = (size_t)s->m * s->k;
+            b = (size_t)s->k * s->n;
+            c = (size_t)s->m * s->n;
+        } else { /* a: the matrix; b, c: vectors of either length */
+            a = (size_t)s->m * s->n;
+            b = c = (size_t)(s->m > s->n ? s->m : s->n);
+        }
+        s->a = filled(a, 1e-3f);
+        s->b = filled(b, 1e-2f);
+        s->c = filled(c, 1e-2f);
     }
-    float *a = calloc(most, sizeof *a), *bb = calloc(most, sizeof *bb), *c = calloc(most, sizeof *c);
-    for (size_t i = 0; i < most; i++) {
-        a[i] = 0.001f * (float)(i % 97);
-        bb[i] = 0.01f * (float)(i % 89);
-    }
-    double flops = 0;
-    for (int i = 0; i < count; i++)
-        flops += 2.0 * g[i].m * g[i].n * g[i].k;
-    int reps = (int)(2e9 / flops) + 1; /* about two GFLOP per timing */
-    double t[RUNS], spread;
-    for (int r = 0; r < RUNS; r++) {
-        double t0 = now_s();
-        for (int k = 0; k < reps; k++)
-            for (int i = 0; i < count; i++) {
-                const gemm_shape *s = &g[i];
-                cblas_sgemm(CblasRowMajor, s->trans_a ? CblasTrans : CblasNoTrans,
-                            s->trans_b ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, a,
-                            s->trans_a ? s->m : s->k, bb, s->trans_b ? s->k : s->n, 0.0f, c, s->n);
-            }
-        t[r] = (now_s() - t0) / reps;
-    }
-    free(a); free(bb); free(c);
-    return median_of(t, &spread);
 }
 
-static void bench_training(FILE *out, const dataset_t *train, const char *name, const char *spec,
-                           const int *batches, int nbatches, size_t samples)
+static void free_ops(blas_op *g, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(g[i].a);
+        free(g[i].b);
+        free(g[i].c);
+    }
+}
+
+/* Seconds per batch of the BLAS calls alone: as many batches as fit in
+ * REF_MIN_S, one timing. */
+static double blas_seconds_per_batch(const blas_op *g, int count)
+{
+    long reps = 0;
+    double t0 = now_s(), t;
+    do {
+        for (int i = 0; i < count; i++)
+            run_op(&g[i]);
+        reps++;
+    } while ((t = now_s() - t0) < REF_MIN_S);
+    return t / (double)reps;
+}
+
+/* Figure 1: samples/s of sgd_epoch, each repeat one epoch over `samples`
+ * examples, interleaved with a timing of the reference (the same BLAS calls
+ * alone), so load from outside hits both alike. */
+static void bench_training(const bench_out *o, const dataset_t *train, const char *spec,
+                           const int *batches, int nbatches, const size_t *samples)
 {
     char err[ERR_LEN];
     model_t m;
-    model_build(&m, spec, 28, 28, 10, err);
-    float *w = malloc(m.num_params * sizeof *w);
-    double flops = train_flops(&m);
-    fprintf(out, "%s %s (%zu parameters), training on Fashion-MNIST, one core, median of %d\n",
-            name, m.spec, m.num_params, RUNS);
-    fprintf(out, "%6s %12s %9s %10s %12s %9s %8s\n", "batch", "samples/s", "GFLOP/s", "spread",
-            "sgemm GF/s", "vs sgemm", "goal");
-    for (int b = 0; b < nbatches; b++) {
-        int batch = batches[b];
-        int mlp = strcmp(name, "MLP") == 0;
-        size_t count = batch == 1 && mlp ? samples / 3 : samples;
-        uint32_t *order = malloc(count * sizeof *order);
+    if (model_build(&m, spec, 28, 28, 10, err)) {
+        fprintf(stderr, "bench: %s\n", err);
+        exit(1);
+    }
+    float *w = bench_malloc(m.num_params * sizeof *w);
+    int mlp = strcmp(spec, "mlp") == 0;
+    for (int bi = 0; bi < nbatches; bi++) {
+        int batch = batches[bi];
+        size_t count = samples[bi];
+        blas_op g[3 * MODEL_MAX_LAYERS];
+        int nops = training_ops(&m, batch, g);
+        double flops = 0; /* per sample */
+        for (int i = 0; i < nops; i++)
+            flops += op_flops(&g[i]) / batch;
+        alloc_ops(g, nops);
+
+        uint32_t *order = bench_malloc(count * sizeof *order);
         for (size_t i = 0; i < count; i++)
             order[i] = (uint32_t)i;
         model_ws *ws = model_ws_create(&m, batch);
         rng_t rng;
         rng_init(&rng, 1, 1);
         model_init_params(&m, w, &rng);
-        double t[RUNS], spread;
-        for (int r = 0; r < RUNS; r++) {
+        double t[BENCH_REPEATS], ref[BENCH_REPEATS];
+        for (int r = 0; r < BENCH_REPEATS; r++) {
             sgd_stats stats;
             double t0 = now_s();
             sgd_epoch(&m, w, ws, train, order, count, batch, 0.01f, &rng, &stats);
             t[r] = now_s() - t0;
+            ref[r] = blas_seconds_per_batch(g, nops);
         }
-        double sec = median_of(t, &spread);
-        double rate = (double)count / sec, gflops = rate * flops / 1e9;
-        double bound = flops * batch / sgemm_seconds_per_batch(&m, batch) / 1e9;
-        const char *goal = !mlp ? ""
-                         : batch == 128 ? (gflops >= 0.75 * bound ? ">=75% met" : ">=75% MISSED")
-                         : batch == 1 ? (rate >= 20000 ? ">=20k/s met" : ">=20k/s MISSED") : "";
-        fprintf(out, "%6d %12.0f %9.2f %9.1f%% %12.2f %8.0f%% %s\n", batch, rate, gflops,
-                100 * spread, bound, 100 * gflops / bound, goal);
+        bench_row row = {.figure = "train", .unit = "samples/s",
+                         .reference = batch == 1 && mlp ? "sgemv/sger same shapes"
+                                    : batch == 1        ? "sgemm+sgemv/sger same"
+                                                        : "sgemm same shapes",
+                         .target = ""};
+        snprintf(row.config, sizeof row.config, "%s batch=%d", spec, batch);
+        row.fig = bench_rate(t, BENCH_REPEATS, (double)count);
+        row.ref = bench_rate(ref, BENCH_REPEATS, (double)batch);
+        if (mlp && batch == 128)
+            row.target = "ratio>=0.75";
+        else if (mlp && batch == 1)
+            row.target = "median>=20000";
+        bench_emit(o, &row);
+        printf("       # %.3g MFLOP/sample in BLAS calls: %.1f GFLOP/s trained, %.1f GFLOP/s "
+               "BLAS alone\n", flops / 1e6, row.fig.median * flops / 1e9,
+               row.ref.median * flops / 1e9);
         free(order);
         model_ws_free(ws);
+        free_ops(g, nops);
     }
-    if (strcmp(name, "MLP") == 0)
-        fprintf(out, "(batch 1 trains dense layers through sgemv/sger; its sgemm column is sgemm "
-                     "called with M or K = 1 on the same shapes)\n");
-    fprintf(out, "\n");
     free(w);
 }
 
-int main(void)
+static void usage(FILE *f)
 {
-    char err[ERR_LEN];
-    dataset_t train;
-    if (dataset_load(dataset_default_dir("fashion-mnist"), 1, &train, err)) {
-        fprintf(stdout, "training benchmarks skipped: %s\n", err);
-    } else {
-        bench_training(stdout, &train, "MLP", "mlp", (const int[]){1, 32, 128}, 3, 60000);
-        bench_training(stdout, &train, "CNN", "cnn", (const int[]){1, 32}, 2, 3000);
+    fprintf(f, "usage: bench [--csv FILE] [--date D] [--host H] [--only FIGURES]\n"
+               "  --csv FILE   append rows to FILE (no header; bench-run.sh writes it)\n"
+               "  --date D     value of the date column      [today]\n"
+               "  --host H     value of the host_cpu column  [unknown]\n"
+               "  --only F     comma-separated subset of train,topk,apply,wire  [all]\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"csv", required_argument, 0, 'c'}, {"date", required_argument, 0, 'd'},
+        {"host", required_argument, 0, 'h'}, {"only", required_argument, 0, 'o'},
+        {"help", no_argument, 0, '?'},      {0, 0, 0, 0}};
+    const char *csv = NULL, *only = "train,topk,apply,wire", *host = "unknown";
+    char today[16];
+    time_t now = time(NULL);
+    strftime(today, sizeof today, "%Y-%m-%d", localtime(&now));
+    const char *date = today;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': csv = optarg; break;
+        case 'd': date = optarg; break;
+        case 'h': host = optarg; break;
+        case 'o': only = optarg; break;
+        default: usage(c == '?' ? stdout : stderr); return c == '?' ? 0 : 2;
+        }
+    }
+    bench_out o = {NULL, date, host};
+    if (csv && !(o.csv = fopen(csv, "a"))) {
+        perror(csv);
+        return 1;
+    }
+
+    bench_table_head();
+    if (strstr(only, "train")) {
+        char err[ERR_LEN];
+        dataset_t train;
+        if (dataset_load(dataset_default_dir("fashion-mnist"), 1, &train, err)) {
+            fprintf(stderr, "bench: training figures need Fashion-MNIST: %s\n", err);
+            return 1;
+        }
+        /* About 0.3 s (MLP) and 0.5-1 s (CNN) per repeat on the reference machine. */
+        bench_training(&o, &train, "mlp", (const int[]){1, 32, 128}, 3,
+                       (const size_t[]){20000, 60000, 60000});
+        bench_training(&o, &train, "cnn", (const int[]){1, 32, 128}, 3,
+                       (const size_t[]){2000, 2048, 2048});
         dataset_free(&train);
     }
-    bench_select(stdout);
+    if (strstr(only, "topk"))
+        bench_select(&o);
+    if (strstr(only, "apply"))
+        bench_apply(&o);
+    if (strstr(only, "wire"))
+        bench_wire_bytes(&o);
+    if (o.csv)
+        fclose(o.csv);
     return 0;
 }

@@ -1,40 +1,21 @@
-/* bench_select: exact top-k (select_largest_abs) against a full sort and
- * against one streaming pass over the same array (the floor for any O(n)). */
+/* bench_select: figure 2, exact top-k (select_largest_abs) against a full
+ * sort of the same array and against one streaming pass over it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_util.h"
 #include "rng.h"
 #include "select.h"
 
-void bench_select(FILE *out);
+void bench_select(const bench_out *o);
 
-#define BENCH_RUNS 5
-/* A reference sort slower than this runs once instead of BENCH_RUNS times. */
-#define SLOW_SORT_S 1.0
-
-
-static double median(double *t, int runs)
+static int cmp_u64(const void *a, const void *b)
 {
-    qsort(t, (size_t)runs, sizeof *t, cmp_double);
-    return t[runs / 2];
-}
-
-/* qsort has no context argument: the array being sorted. */
-static const float *sort_keys;
-
-/* |x| descending, index ascending: the order top-k must agree with. */
-static int cmp_by_magnitude(const void *a, const void *b)
-{
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    float xi = fabsf(sort_keys[i]), xj = fabsf(sort_keys[j]);
-    if (xi != xj)
-        return xi < xj ? 1 : -1;
-    return (i > j) - (i < j);
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -43,8 +24,26 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The independent reference: qsort of every entry by |x| descending, index
+ * ascending (one u64 key each: the complement of |x|'s bits, which order as
+ * unsigned integers for non-negative floats, above the index), then qsort of
+ * the first k indices. The same answer top-k must give (no NaN in x). */
+static void sort_top_k(const float *x, size_t n, size_t k, uint64_t *key, uint32_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        uint32_t bits;
+        memcpy(&bits, &a, sizeof bits);
+        key[i] = (uint64_t)~bits << 32 | (uint64_t)i;
+    }
+    qsort(key, n, sizeof *key, cmp_u64);
+    for (size_t i = 0; i < k; i++)
+        out[i] = (uint32_t)key[i];
+    qsort(out, k, sizeof *out, cmp_u32);
+}
+
 /* Eight accumulators, so the pass is limited by memory rather than by the
- * latency of one chain of additions: a fair floor. */
+ * latency of one chain of additions: a fair floor for any O(n) pass. */
 static float stream_abs_sum(const float *x, size_t n)
 {
     float acc[8] = {0};
@@ -60,81 +59,81 @@ static float stream_abs_sum(const float *x, size_t n)
     return s;
 }
 
-void bench_select(FILE *out)
+/* Figure 2: milliseconds per call on N(0,1) floats, n = 1e5, 1e6, 1e7 and
+ * k = 0.1%, 1%, 10% of n. Each repeat times the stream, top-k and the sort
+ * in turn, after one untimed call of each of the first two; top-k and stream
+ * loop over the array enough times (10^7 / n, at least 4) to last about 10 ms
+ * (per-call time reported). */
+void bench_select(const bench_out *o)
 {
     static const size_t sizes[] = {100000, 1000000, 10000000};
-    static const double thetas[] = {0.01, 0.1};
+    static const double thetas[] = {0.001, 0.01, 0.1};
     const size_t max_n = sizes[sizeof sizes / sizeof sizes[0] - 1];
-    float *x = malloc(max_n * sizeof *x);
-    uint32_t *topk = malloc(max_n * sizeof *topk);
-    uint32_t *order = malloc(max_n * sizeof *order);
+    float *x = bench_malloc(max_n * sizeof *x);
+    uint32_t *topk = bench_malloc(max_n * sizeof *topk);
+    uint32_t *sorted = bench_malloc(max_n * sizeof *sorted);
+    uint64_t *key = bench_malloc(max_n * sizeof *key);
+    /* Touched now, so no timing pays for first-touch page faults. */
+    memset(topk, 0, max_n * sizeof *topk);
+    memset(sorted, 0, max_n * sizeof *sorted);
+    memset(key, 0, max_n * sizeof *key);
     select_ws *ws = select_ws_create(max_n);
-    if (!x || !topk || !order || !ws) {
-        fprintf(out, "bench_select: out of memory\n");
-        goto done;
+    if (!ws) {
+        fprintf(stderr, "bench_select: out of memory\n");
+        exit(1);
     }
     rng_t rng;
     rng_init(&rng, 42, 1);
     for (size_t i = 0; i < max_n; i++)
         x[i] = (float)rng_normal(&rng);
 
-    fprintf(out, "select_largest_abs on N(0,1) floats, median of %d runs (ms); sort = qsort of\n"
-                 "all indices by magnitude, then of the first k; stream = sum of |x|\n",
-            BENCH_RUNS);
-    fprintf(out, "%10s %6s %10s %10s %10s %12s %12s %s\n", "n", "theta", "topk_ms", "sort_ms",
-            "stream_ms", "topk/stream", "sort/topk", "check");
     volatile float sink = 0;
+    int mismatches = 0;
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         size_t n = sizes[si];
+        int reps = n >= 2500000 ? 4 : (int)(10000000 / n);
         for (size_t ti = 0; ti < sizeof thetas / sizeof thetas[0]; ti++) {
             size_t k = select_count(thetas[ti], n);
-            double t_topk[BENCH_RUNS], t_sort[BENCH_RUNS], t_stream[BENCH_RUNS];
-            for (int r = 0; r < BENCH_RUNS; r++) {
+            double t_topk[BENCH_REPEATS], t_sort[BENCH_REPEATS], t_stream[BENCH_REPEATS];
+            sink += stream_abs_sum(x, n); /* warm-up, untimed */
+            select_largest_abs(x, n, k, topk, ws);
+            for (int r = 0; r < BENCH_REPEATS; r++) {
                 double t0 = now_s();
-                sink += stream_abs_sum(x, n);
-                t_stream[r] = now_s() - t0;
+                for (int i = 0; i < reps; i++)
+                    sink += stream_abs_sum(x, n);
+                t_stream[r] = 1e3 * (now_s() - t0) / reps;
+                t0 = now_s();
+                for (int i = 0; i < reps; i++)
+                    select_largest_abs(x, n, k, topk, ws);
+                t_topk[r] = 1e3 * (now_s() - t0) / reps;
+                t0 = now_s();
+                sort_top_k(x, n, k, key, sorted);
+                t_sort[r] = 1e3 * (now_s() - t0);
             }
-            for (int r = 0; r < BENCH_RUNS; r++) {
-                double t0 = now_s();
-                select_largest_abs(x, n, k, topk, ws);
-                t_topk[r] = now_s() - t0;
-            }
-            int sort_runs = 0;
-            for (; sort_runs < BENCH_RUNS; sort_runs++) {
-                double t0 = now_s();
-                for (size_t i = 0; i < n; i++)
-                    order[i] = (uint32_t)i;
-                sort_keys = x;
-                qsort(order, n, sizeof *order, cmp_by_magnitude);
-                qsort(order, k, sizeof *order, cmp_u32);
-                t_sort[sort_runs] = now_s() - t0;
-                if (t_sort[sort_runs] > SLOW_SORT_S) {
-                    sort_runs++;
-                    break;
-                }
-            }
-            double ms_topk = 1e3 * median(t_topk, BENCH_RUNS);
-            double ms_sort = 1e3 * median(t_sort, sort_runs);
-            double ms_stream = 1e3 * median(t_stream, BENCH_RUNS);
-            int valid = memcmp(topk, order, k * sizeof *topk) == 0;
-            fprintf(out, "%10zu %6.2f %10.3f %10.3f%s %10.3f %12.2f %12.1f %s\n", n, thetas[ti],
-                    ms_topk, ms_sort, sort_runs < BENCH_RUNS ? "*" : " ", ms_stream,
-                    ms_topk / ms_stream, ms_sort / ms_topk, valid ? "(Valid)" : "MISMATCH");
+            int valid = memcmp(topk, sorted, k * sizeof *topk) == 0;
+            mismatches += !valid;
+            bench_row row = {.figure = "topk", .unit = "ms",
+                             .reference = "stream sum|x|", .target = "ratio<=4"};
+            snprintf(row.config, sizeof row.config, "n=%.0e k=%g%%%s", (double)n,
+                     100 * thetas[ti], valid ? "" : " MISMATCH");
+            row.fig = bench_summarize(t_topk, BENCH_REPEATS);
+            row.ref = bench_summarize(t_stream, BENCH_REPEATS);
+            bench_emit(o, &row);
+            row.reference = "qsort by |x|";
+            row.target = "";
+            row.ref = bench_summarize(t_sort, BENCH_REPEATS);
+            bench_emit(o, &row);
         }
     }
-    fprintf(out, "* sort timed once (slower than %.1f s)\n", SLOW_SORT_S);
+    if (mismatches)
+        printf("       # WARNING: top-k disagreed with the sort in %d configurations\n",
+               mismatches);
+    else
+        printf("       # top-k agreed with the sort in every configuration (Valid)\n");
     (void)sink;
-done:
     select_ws_free(ws);
-    free(order);
+    free(key);
+    free(sorted);
     free(topk);
     free(x);
 }
-
-#ifdef BENCH_SELECT_MAIN
-int main(void)
-{
-    bench_select(stdout);
-    return 0;
-}
-#endif

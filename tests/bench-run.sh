@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench-run: what `make bench` runs. The C benchmarks (figures 1-4), then the
+# epoch times under mpirun (figure 5), all into results/bench/<date>.csv
+# (written aside and renamed at the end: today's file is replaced whole).
+# usage: bench-run.sh [BUILD]
+set -euo pipefail
+build=${1:-build}
+export OPENBLAS_NUM_THREADS=1
+date=$(date +%F)
+dir=results/bench
+out=$dir/$date.csv
+# The CPU's name (no commas: it is a CSV field) and its core count.
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null | tr -s ', ' ' ')
+host="${cpu:-unknown} x$(nproc)"
+# The source measured: the commit, "+dirty" when src/ or include/ differ from it.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src include 2>/dev/null || commit="$commit+dirty"
+mkdir -p "$dir"
+tmp=$(mktemp "$dir/.$date.csv.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+echo "date,host_cpu,figure,config,unit,median,min,max,repeats,reference,reference_median,reference_min,reference_max,reference_repeats,ratio,target,meets_target,load1,commit" >"$tmp"
+
+start=$(date +%s)
+echo "make bench: $host, $(date '+%F %T'), source $commit, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Every figure is the median of its repeats; spread = (max - min) / median;"
+echo "ratio = median / reference median, both measured in this run."
+echo
+"$build/bench" --csv "$tmp" --date "$date" --host "$host"
+bash tests/bench-epochs.sh "$build" "$tmp" "$date" "$host"
+# Every row gets the commit column.
+sed -i "2,\$s/\$/,$commit/" "$tmp"
+chmod 644 "$tmp"
+mv "$tmp" "$out"
+trap - EXIT
+
+echo
+echo "Targets ($out, $(( $(date +%s) - start )) s, load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
+awk -F, 'NR > 1 && $16 != "" {
+  printf "  %-6s %-34s %-13s median %-10.4g (spread %5.1f%%) ratio %-8.4g %s\n", $3, $4, $16,
+         $6, 100 * ($8 - $7) / $6, $15, ($17 == "yes" ? "met" : "NOT MET") }' "$out"
