@@ -61,11 +61,33 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err);
 /* Reads and validates a checkpoint: format name, version (int32), every
  * dataset's presence, checksum, type and shape (n from /server/params, N from
  * /participants/epsilon), finite parameters, valid rng states. Refuses with a message saying why (naming
- * the file and what differs). On error *s is left zeroed. */
+ * the file and what differs). On error *s is left zeroed.
+ *
+ * The file is untrusted, and HDF5 1.10.8 itself crashes or loops forever on
+ * some hostile files (tests/fuzz/known-crashes.txt). So HDF5 parses it only in
+ * a forked child process, which runs ckpt_load_unguarded and sends back the
+ * state or the refusal through a pipe; this process never parses the file.
+ * A child that dies (HDF5 crashed) or outlives the time limit (killed) gives
+ * a refusal that says so. The limit is 60 s plus 10 s per 100 MB of file, or
+ * the environment variable DSSGD_CKPT_PARSE_TIMEOUT (whole seconds, 1 to
+ * 604800; another value is refused). Not collective; safe on an MPI rank:
+ * the child never calls MPI and leaves with _exit. Uses fork, so a caller
+ * with other threads must not hold locks the child needs (glibc's malloc and
+ * stdio are fork-safe; HDF5 is used only by the calling thread). */
 int ckpt_load(const char *path, ckpt_state *s, char *err);
 
+/* The same reading and checks, and the same messages, in this process: a
+ * file that crashes HDF5 crashes the caller. For the fuzzer, which must see
+ * HDF5's crashes, and for ckpt_load's child. */
+int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err);
+
+/* Tests only: when set, ckpt_load's child calls it before it reads the file
+ * (to simulate a crash or a hang). NULL otherwise. */
+extern void (*ckpt_test_child_hook)(void);
+
 /* Prints format, version, epoch, seed, n, N, residual, the model and the
- * configuration of a checkpoint (for `dssgd inspect FILE`). */
+ * configuration of a checkpoint (for `dssgd inspect FILE`). Loads it with
+ * ckpt_load: a file that crashes HDF5 is refused, not fatal. */
 int ckpt_inspect(const char *path, FILE *out, char *err);
 
 #endif

@@ -1,5 +1,6 @@
 /* test_checkpoint: HDF5 checkpoints round-trip bit for bit, replace atomically,
- * refuse every kind of bad file with its own message, and read in h5dump/h5py. */
+ * refuse every kind of bad file with its own message, survive files that crash
+ * or hang HDF5 itself, and read in h5dump/h5py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -71,12 +75,18 @@ static int setup(void **state)
 }
 
 /* Also proves, after every test, that the module left no HDF5 file object
- * open and restored HDF5's automatic error printing. */
+ * open, restored HDF5's automatic error printing, and reaped every child
+ * process that ckpt_load started. */
 static int teardown(void **state)
 {
     fixture *fx = *state;
+    unsetenv("DSSGD_CKPT_PARSE_TIMEOUT");
+    ckpt_test_child_hook = NULL;
     remove_tree(fx->dir);
     free(fx);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
     assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
     H5E_auto2_t func;
     void *data;
@@ -479,7 +489,9 @@ static void test_load_refuses_text_file(void **state)
 }
 
 /* Cut at the listed offsets and at 64 evenly spaced ones: always refused,
- * never a crash (the n 3000, N 7 file is about 180 KB). */
+ * never a crash (the n 3000, N 7 file is about 180 KB). In process, so that
+ * a crash in HDF5 shows instead of becoming a refusal (and 69 processes are
+ * not started, which under valgrind costs 25 s). */
 static void test_load_refuses_truncated_file(void **state)
 {
     fixture *fx = *state;
@@ -494,7 +506,7 @@ static void test_load_refuses_truncated_file(void **state)
         write_bytes(fx->path, whole, cuts[i]);
         char err[ERR_LEN] = "";
         ckpt_state got;
-        if (ckpt_load(fx->path, &got, err) != -1)
+        if (ckpt_load_unguarded(fx->path, &got, err) != -1)
             fail_msg("file cut at %zu of %zu was accepted", cuts[i], len);
         assert_zeroed(&got);
         assert_non_null(strstr(err, fx->path));
@@ -553,9 +565,10 @@ static int states_equal(const ckpt_state *a, const ckpt_state *b)
 enum { FLIP_REFUSED, FLIP_SAME, FLIP_ALTERED, FLIP_UNNAMED };
 
 /* Flips bit (at % 8) of every stride-th byte of bytes in turn, writes the
- * result to path and loads it, all in one child process: a crash inside HDF5
- * then fails this test rather than the suite, and HDF5 1.10.8's own leak on a
- * corrupt object header stays in the child. Verdicts come back through a pipe
+ * result to path and loads it in process (ckpt_load_unguarded: the guard
+ * would turn a crash into a refusal and hide it), all in one child process: a
+ * crash inside HDF5 then fails this test rather than the suite, and HDF5
+ * 1.10.8's own leak on a corrupt object header stays in the child. Verdicts come back through a pipe
  * (valgrind may rewrite a child's exit status); returns how many arrived. */
 static size_t sweep_in_child(const char *path, unsigned char *bytes, size_t len, size_t stride,
                              const ckpt_state *want, unsigned char *verdicts)
@@ -576,7 +589,7 @@ static size_t sweep_in_child(const char *path, unsigned char *bytes, size_t len,
             bytes[at] ^= bit;
             char err[ERR_LEN] = "";
             ckpt_state got;
-            if (ckpt_load(path, &got, err) == 0) {
+            if (ckpt_load_unguarded(path, &got, err) == 0) {
                 code = states_equal(want, &got) ? FLIP_SAME : FLIP_ALTERED;
                 ckpt_state_free(&got);
             } else {
@@ -789,6 +802,168 @@ static void test_load_refuses_negative_epsilon(void **state)
     ckpt_state_free(&s);
 }
 
+/* ---- the guard: HDF5 reads the file in a child process ----------------- */
+
+/* Inputs the fuzzer found that crash or hang HDF5 1.10.8 itself (see
+ * tests/fuzz/known-crashes.txt); the suite runs from the repository root. */
+#define CRASH_INPUT "tests/fuzz/regressions/checkpoint/hdf5-gheap-memcpy-overlap"
+#define LOOP_INPUT "tests/fuzz/regressions/checkpoint/hdf5-gheap-infinite-loop"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The global heap of the variable-length 'format' attribute makes HDF5
+ * memcpy from a wild address (SIGSEGV in process): refused, and this
+ * process, whose SIGSEGV handler is cmocka's, lives on. */
+static void test_load_refuses_file_that_crashes_hdf5(void **state)
+{
+    (void)state;
+    assert_int_equal(access(CRASH_INPUT, R_OK), 0);
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan reports the overlapping memcpy itself (in the child: its report
+     * lands in this test's log) and exits with status 1. */
+    assert_load_refused(CRASH_INPUT, "ended (exit status 1) without a result");
+#else
+    assert_load_refused(CRASH_INPUT, "the HDF5 library crashed (SIGSEGV) while reading it: the "
+                                     "file is damaged or hostile; not loaded");
+#endif
+}
+
+/* A global heap that HDF5 walks forever: refused once the limit, here
+ * DSSGD_CKPT_PARSE_TIMEOUT=1, has passed (the default for this 9 KB file
+ * would be 60 s), and the child is killed and reaped (teardown). */
+static void test_load_refuses_file_that_hangs_hdf5_after_the_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(access(LOOP_INPUT, R_OK), 0);
+    assert_int_equal(setenv("DSSGD_CKPT_PARSE_TIMEOUT", "1", 1), 0);
+    double t0 = now_s();
+    assert_load_refused(LOOP_INPUT, "HDF5 did not finish reading it within 1 s: the file is "
+                                    "damaged or hostile (if it is trusted and this slow to read, "
+                                    "raise DSSGD_CKPT_PARSE_TIMEOUT); not loaded");
+    double took = now_s() - t0;
+    if (took < 0.99 || took > 10)
+        fail_msg("refused after %.2f s, expected about 1 s", took);
+}
+
+static void child_aborts(void) { abort(); }
+static void child_is_killed(void) { raise(SIGKILL); }
+static void child_exits_3(void) { _exit(3); }
+static void child_hangs(void)
+{
+    for (;;)
+        pause();
+}
+
+/* Every way the reading process can end without a result has its message,
+ * and a reader that hangs outside HDF5 is stopped the same way. */
+static void test_load_says_how_the_reader_ended(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 30);
+    ckpt_test_child_hook = child_aborts;
+    assert_load_refused(fx->path, "the HDF5 library crashed (SIGABRT) while reading it");
+    ckpt_test_child_hook = child_is_killed;
+    assert_load_refused(fx->path, "was killed (SIGKILL, perhaps for lack of memory)");
+    ckpt_test_child_hook = child_exits_3;
+    assert_load_refused(fx->path, "ended (exit status 3) without a result");
+    ckpt_test_child_hook = child_hangs;
+    assert_int_equal(setenv("DSSGD_CKPT_PARSE_TIMEOUT", "1", 1), 0);
+    assert_load_refused(fx->path, "did not finish reading it within 1 s");
+    ckpt_test_child_hook = NULL;
+    assert_loads_as(fx->path, &s);
+    ckpt_state_free(&s);
+}
+
+/* DSSGD_CKPT_PARSE_TIMEOUT is whole seconds from 1 to 604800 (a week);
+ * anything else is refused before a process is started. */
+static void test_load_checks_the_time_limit_variable(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    save_standard(fx->path, &s, 31);
+    static const char *const bad[] = {"", "0", "-1", "+5", " 5", "5 ", "5s", "1.5", "0x10",
+                                      "604801", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(setenv("DSSGD_CKPT_PARSE_TIMEOUT", bad[i], 1), 0);
+        char want[128];
+        snprintf(want, sizeof want, "not loaded: DSSGD_CKPT_PARSE_TIMEOUT is '%s', expected whole "
+                 "seconds from 1 to 604800", bad[i]);
+        assert_load_refused(fx->path, want);
+    }
+    static const char *const good[] = {"1", "30", "604800", "007"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_int_equal(setenv("DSSGD_CKPT_PARSE_TIMEOUT", good[i], 1), 0);
+        assert_loads_as(fx->path, &s);
+    }
+    ckpt_state_free(&s);
+}
+
+/* The guarded load returns what the in-process load returns: the same state
+ * bit for bit, or the same refusal word for word (not a generic one). */
+static void assert_guard_agrees(const char *path)
+{
+    ckpt_state a, b;
+    char err_a[ERR_LEN] = "", err_b[ERR_LEN] = "";
+    int rc_a = ckpt_load(path, &a, err_a), rc_b = ckpt_load_unguarded(path, &b, err_b);
+    assert_int_equal(rc_a, rc_b);
+    if (rc_a == 0)
+        assert_state_equal(&b, &a);
+    else if (strcmp(err_a, err_b) != 0)
+        fail_msg("guarded: '%s'\nin process: '%s'", err_a, err_b);
+    ckpt_state_free(&a);
+    ckpt_state_free(&b);
+}
+
+static void test_guarded_load_agrees_with_in_process_load(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    /* Both kinds of state, and strings of 0 and 200 KiB. */
+    for (int residual = 0; residual < 2; residual++) {
+        make_state(&s, 3000, 7, residual, 32 + (uint64_t)residual);
+        if (residual) {
+            free(s.model);
+            s.model = dup_string("");
+            free(s.config);
+            s.config = malloc(200 * 1024 + 1);
+            assert_non_null(s.config);
+            memset(s.config, 'c', 200 * 1024);
+            s.config[200 * 1024] = '\0';
+        }
+        if (ckpt_save(fx->path, &s, err) != 0)
+            fail_msg("save: %s", err);
+        assert_guard_agrees(fx->path);
+        assert_loads_as(fx->path, &s);
+        ckpt_state_free(&s);
+    }
+    /* Refusals from before HDF5 opens the file, from HDF5, and from our checks. */
+    assert_guard_agrees(fx->dir);
+    save_standard(fx->path, &s, 34);
+    size_t len;
+    unsigned char *bytes = read_bytes(fx->path, &len);
+    set_int_attr(fx->path, "version", 2);
+    assert_guard_agrees(fx->path);
+    write_bytes(fx->path, bytes, len / 2);
+    assert_guard_agrees(fx->path);
+    bytes[find_unique(bytes, len, s.server_params, 16) + 9] ^= 0x10;
+    write_bytes(fx->path, bytes, len);
+    assert_guard_agrees(fx->path);
+    s.part_epsilon[6] = -0.5;
+    overwrite_dataset(fx->path, "/participants/epsilon", H5T_NATIVE_DOUBLE, s.part_epsilon);
+    assert_guard_agrees(fx->path);
+    assert_int_equal(unlink(fx->path), 0);
+    assert_guard_agrees(fx->path);
+    free(bytes);
+    ckpt_state_free(&s);
+}
+
 /* ---- inspect ------------------------------------------------------------ */
 
 static void test_inspect_prints_epoch_n_N_and_config(void **state)
@@ -979,6 +1154,11 @@ int main(void)
         T(test_load_refuses_nan_in_server_params),
         T(test_load_refuses_impossible_rng_state),
         T(test_load_refuses_negative_epsilon),
+        T(test_load_refuses_file_that_crashes_hdf5),
+        T(test_load_refuses_file_that_hangs_hdf5_after_the_limit),
+        T(test_load_says_how_the_reader_ended),
+        T(test_load_checks_the_time_limit_variable),
+        T(test_guarded_load_agrees_with_in_process_load),
         T(test_inspect_prints_epoch_n_N_and_config),
         T(test_h5dump_lists_layout),
         T(test_h5py_reads_layout),
