@@ -51,6 +51,9 @@ typedef struct {
     /* output */
     char metrics[CONFIG_PATH_LEN];    /* "" = none */
     int quiet;                        /* no progress lines */
+    /* failure handling */
+    double rank_timeout;              /* seconds a rank may take per participant's work
+                                         before the server stops the job; 0 = never */
 } config_t;
 
 void config_defaults(config_t *c);

@@ -22,7 +22,11 @@ typedef struct {
                      size_t cap);
     void *tamper_arg;
     int flood;                /* extra copies of every upload tamper_rank sends */
+    size_t piece_bytes;       /* largest piece of a message; 0 = RUN_PIECE_BYTES */
 } run_hooks;
+
+/* Messages longer than this travel in pieces (MPI counts are ints). */
+#define RUN_PIECE_BYTES ((size_t)1 << 30)
 
 typedef struct {
     size_t n;                 /* parameters */

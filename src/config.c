@@ -47,6 +47,7 @@ void config_defaults(config_t *c)
     c->tau = 0.0;
     c->stat_decay = 1.0;
     c->dp_max_epsilon = INFINITY;
+    c->rank_timeout = 600;
 }
 
 /* ---- strict value parsing ---------------------------------------------- */
@@ -118,7 +119,7 @@ enum {
     OPT_PARTITION, OPT_SHARD_SIZE, OPT_ALPHA, OPT_SCHEDULE, OPT_EPOCHS, OPT_LR, OPT_BATCH,
     OPT_SEED, OPT_THETA_U, OPT_THETA_D, OPT_SELECT, OPT_DOWNLOAD, OPT_GAMMA, OPT_TAU,
     OPT_STAT_DECAY, OPT_RESIDUAL, OPT_DP_EPSILON, OPT_DP_MAX_EPSILON, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_RESUME,
-    OPT_METRICS, OPT_QUIET, OPT_HELP,
+    OPT_METRICS, OPT_QUIET, OPT_RANK_TIMEOUT, OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -151,6 +152,7 @@ static const struct option long_options[] = {
     {"resume", required_argument, 0, OPT_RESUME},
     {"metrics", required_argument, 0, OPT_METRICS},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"rank-timeout", required_argument, 0, OPT_RANK_TIMEOUT},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
 };
@@ -202,12 +204,15 @@ void config_usage(FILE *out)
 "  --resume FILE         continue from a checkpoint; --epochs is the new total\n"
 "Output\n"
 "  --metrics FILE        CSV row per epoch (rank 0)                 [none]\n"
-"  --quiet               no per-epoch progress lines on stderr\n",
+"  --quiet               no per-epoch progress lines on stderr\n"
+"Failures\n"
+"  --rank-timeout S      stop the job, naming the rank, when a rank takes more than\n"
+"                        S seconds per participant to answer; 0 = wait forever [%g]\n",
         d.dataset, dataset_default_dir("fashion-mnist"), d.eval_size, d.model,
         mode_names[d.mode], d.participants, partition_names[d.partition], d.shard_size,
         d.alpha, schedule_names[d.schedule], d.epochs, d.lr, d.batch,
         (unsigned long long)d.seed, d.theta_u, d.theta_d, select_names[d.select],
-        download_names[d.download], d.gamma, d.tau, d.stat_decay);
+        download_names[d.download], d.gamma, d.tau, d.stat_decay, d.rank_timeout);
 }
 
 int config_validate(const config_t *c, char *err)
@@ -339,6 +344,9 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
         case OPT_RESUME: rc = copy_string(name, optarg, c->resume, sizeof c->resume, err); break;
         case OPT_METRICS: rc = copy_string(name, optarg, c->metrics, sizeof c->metrics, err); break;
         case OPT_QUIET: c->quiet = 1; break;
+        case OPT_RANK_TIMEOUT:
+            rc = parse_double(name, optarg, 0, 1e9, 0, &c->rank_timeout, err);
+            break;
         case OPT_HELP:
             if (out)
                 config_usage(out);
@@ -404,6 +412,8 @@ void config_print(const config_t *c, FILE *out)
     if (c->resume[0])
         ROW_S("resume", c->resume);
     ROW_S("metrics", c->metrics[0] ? c->metrics : "(none)");
+    if (c->mode != MODE_CENTRALIZED)
+        ROW_F("rank-timeout", "%g s", c->rank_timeout);
 #undef ROW_S
 #undef ROW_F
     fprintf(out, "+------------------+------------------------------------------+\n");

@@ -3,6 +3,7 @@
  * when, and moves their messages. */
 #include "run.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,9 @@
 #include "server.h"
 #include "sgd.h"
 
-enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_UPLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE };
+/* Tags on `comm`. Uploads travel on their own communicator, `up_comm`, each
+ * under the tag of the turn it answers (turn_tag). */
+enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE };
 enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_GATHER, CMD_SCATTER, CMD_STOP };
 #define EVAL_BATCH 500
 
@@ -27,7 +30,10 @@ typedef struct {
     const config_t *cfg;
     const run_hooks *hooks;
     MPI_Comm comm;
+    MPI_Comm up_comm;             /* uploads only, tagged by turn */
     int rank, size;
+    int tag_ub;                   /* largest tag MPI allows */
+    size_t piece;                 /* largest piece of a message (bytes), see send_bytes */
     dataset_t train, test;
     model_t model;
     size_t n, k_up, k_down;
@@ -56,7 +62,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void mpi_check(int rc, const char *what, run_state *st)
+static void mpi_check(int rc, const char *what, const run_state *st)
 {
     if (rc == MPI_SUCCESS)
         return;
@@ -67,7 +73,7 @@ static void mpi_check(int rc, const char *what, run_state *st)
     MPI_Abort(st->comm, 1);
 }
 
-static void fatal(run_state *st, const char *msg)
+static void fatal(const run_state *st, const char *msg)
 {
     fprintf(stderr, "dssgd: rank %d: %s\n", st->rank, msg);
     MPI_Abort(st->comm, 1);
@@ -76,28 +82,126 @@ static void fatal(run_state *st, const char *msg)
 static int owner_of(const run_state *st, int p) { return st->size == 1 ? 0 : 1 + p % (st->size - 1); }
 static int slot_of(const run_state *st, int p) { return st->size == 1 ? p : p / (st->size - 1); }
 
+/* Participants hosted by worker rank r (> 0). */
+static int hosted_by(const run_state *st, int r)
+{
+    int N = st->cfg->participants;
+    return r - 1 < N ? (N - 1 - (r - 1)) / (st->size - 1) + 1 : 0;
+}
+
+static void drain_unsolicited(run_state *st, int source, int answer_tag);
+
 /* Blocking probe that yields the core while it waits: Open MPI's own
- * blocking calls spin, which starves co-located ranks on a small machine. */
-static void wait_message(run_state *st, int source, int tag, MPI_Status *status)
+ * blocking calls spin, which starves co-located ranks on a small machine.
+ * The server waits for a worker at most `limit` seconds (0 = forever): a rank
+ * that hung, or whose node vanished without MPI noticing, must not hold
+ * every other party's job hostage. `what` names the awaited reply. With
+ * `drain`, the server meanwhile refuses the source's uploads under other
+ * tags: a flooding rank blocked in its own large sends would otherwise never
+ * send the awaited reply, each side waiting on the other. */
+static void wait_message(run_state *st, MPI_Comm comm, int source, int tag, double limit,
+                         int drain, const char *what, MPI_Status *status)
 {
     unsigned spins = 0;
+    double start = limit > 0 ? now_seconds() : 0;
     for (;;) {
         int flag = 0;
-        mpi_check(MPI_Iprobe(source, tag, st->comm, &flag, status), "MPI_Iprobe", st);
+        mpi_check(MPI_Iprobe(source, tag, comm, &flag, status), "MPI_Iprobe", st);
         if (flag)
             return;
+        if (drain)
+            drain_unsolicited(st, source, comm == st->up_comm ? tag : -1);
         if (++spins > 64) {
             struct timespec pause = {0, 20000};
             nanosleep(&pause, NULL);
+            if (limit > 0 && now_seconds() - start > limit) {
+                char msg[320];
+                snprintf(msg, sizeof msg, "rank %d has not answered for %g s (awaiting %s): "
+                         "stopping the job. If its work is that slow, raise --rank-timeout; "
+                         "--resume continues from the last checkpoint", source, limit, what);
+                fatal(st, msg);
+            }
         }
     }
 }
 
-static void send_cmd(run_state *st, int dest, int op, int epoch, int participant, int len)
+/* Seconds the server waits for a reply that covers `units` participants. */
+static double reply_limit(const run_state *st, int units)
 {
-    int cmd[4] = {op, epoch, participant, len};
-    mpi_check(MPI_Send(cmd, 4, MPI_INT, dest, TAG_CMD, st->comm), "MPI_Send(cmd)", st);
+    return st->cfg->rank_timeout * (units > 1 ? units : 1);
 }
+
+/* The tag of participant p's upload in `epoch`: unique within an epoch and
+ * distinct from the previous epochs' for 2^31 turns under Open MPI (MPI
+ * promises 32767), so a stale or flooded copy is never taken as an answer. */
+static int turn_tag(const run_state *st, int epoch, int p)
+{
+    uint64_t turn = (uint64_t)epoch * (uint64_t)st->cfg->participants + (uint64_t)p;
+    return (int)(turn % (uint64_t)st->tag_ub);
+}
+
+/* ---- messages of any size ----------------------------------------------
+ * An MPI count is an int, so a message travels as pieces of at most
+ * st->piece bytes under one tag, ended by a piece shorter than st->piece
+ * (an empty one if the length is a multiple). MPI keeps the order of
+ * messages between two ranks on one tag and communicator, so pieces arrive
+ * in sequence. Floats travel as bytes: the ranks of one job share a format. */
+
+static int pieces_of(const run_state *st, size_t len) { return (int)(len / st->piece) + 1; }
+
+static void send_bytes(const run_state *st, MPI_Comm comm, int dest, int tag, const void *buf,
+                       size_t len, const char *what)
+{
+    const uint8_t *at = buf;
+    for (int i = pieces_of(st, len); i > 0; i--) {
+        size_t piece = len < st->piece ? len : st->piece;
+        mpi_check(MPI_Send(at, (int)piece, MPI_BYTE, dest, tag, comm), what, st);
+        at += piece;
+        len -= piece;
+    }
+}
+
+/* Nonblocking send_bytes: starts pieces_of(len) requests in req. */
+static void isend_bytes(const run_state *st, MPI_Comm comm, int dest, int tag, const void *buf,
+                        size_t len, MPI_Request *req, const char *what)
+{
+    const uint8_t *at = buf;
+    for (int i = 0, count = pieces_of(st, len); i < count; i++) {
+        size_t piece = len < st->piece ? len : st->piece;
+        mpi_check(MPI_Isend(at, (int)piece, MPI_BYTE, dest, tag, comm, &req[i]), what, st);
+        at += piece;
+        len -= piece;
+    }
+}
+
+/* Receives one whole message from source/tag into buf (capacity cap), or
+ * just discards it when buf is NULL. Returns its length, or SIZE_MAX when it
+ * would pass cap (the rest of the message is left unread: callers stop). */
+static size_t recv_bytes(run_state *st, MPI_Comm comm, int source, int tag, uint8_t *buf,
+                         size_t cap, double limit, int drain, const char *what)
+{
+    size_t len = 0;
+    for (;;) {
+        MPI_Status status;
+        int count = 0;
+        wait_message(st, comm, source, tag, limit, drain, what, &status);
+        MPI_Get_count(&status, MPI_BYTE, &count);
+        size_t piece = (size_t)count;
+        if (piece > st->piece || (buf && piece > cap - len))
+            return SIZE_MAX;
+        uint8_t *into = buf ? buf + len : st->up_buf; /* up_buf: scratch for discards */
+        if (!buf && piece > st->up_cap)
+            return SIZE_MAX;
+        mpi_check(MPI_Recv(into, count, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG, comm,
+                           MPI_STATUS_IGNORE), what, st);
+        len += piece;
+        if (piece < st->piece)
+            return len;
+        source = status.MPI_SOURCE; /* the rest comes from the same rank and tag */
+        tag = status.MPI_TAG;
+    }
+}
+
 
 /* Any rank's failure becomes every rank's: returns -1 on all if one failed. */
 static int agree(run_state *st, int rc, char *err)
@@ -121,9 +225,9 @@ static int setup(run_state *st, char *err)
                     err))
         return -1;
     st->n = st->model.num_params;
-    if (st->n > (size_t)INT32_MAX / 2)
-        return err_set(err, "model of %zu parameters: messages would pass MPI's int count "
-                       "limit (chunking is not implemented yet)", st->n);
+    if (st->n >= UINT32_MAX)
+        return err_set(err, "model of %zu parameters: the wire format counts parameters in "
+                       "32 bits", st->n);
     st->k_up = select_count(c->theta_u, st->n);
     st->k_down = c->download == DOWNLOAD_ALL ? st->n : select_count(c->theta_d, st->n);
 
@@ -240,25 +344,22 @@ static void evaluate_local(run_state *st, double *report)
     }
 }
 
-static void recv_download(run_state *st, int len)
+static size_t recv_download(run_state *st)
 {
-    if (len < 0 || (size_t)len > st->down_cap)
-        fatal(st, "server announced a download larger than the model");
-    MPI_Status status;
-    wait_message(st, 0, TAG_DOWNLOAD, &status); /* yield the core while it comes */
-    mpi_check(MPI_Recv(st->down_buf, len, MPI_BYTE, 0, TAG_DOWNLOAD, st->comm, MPI_STATUS_IGNORE),
-              "MPI_Recv(download)", st);
+    size_t len = recv_bytes(st, st->comm, 0, TAG_DOWNLOAD, st->down_buf, st->down_cap, 0, 0,
+                            "a download");
+    if (len == SIZE_MAX)
+        fatal(st, "the server sent a download larger than the model");
+    return len;
 }
 
-static void send_upload(run_state *st, size_t len)
+static void send_upload(run_state *st, size_t len, int tag)
 {
-    mpi_check(MPI_Send(st->up_buf, (int)len, MPI_BYTE, 0, TAG_UPLOAD, st->comm),
-              "MPI_Send(upload)", st);
+    send_bytes(st, st->up_comm, 0, tag, st->up_buf, len, "MPI_Send(upload)");
     const run_hooks *h = st->hooks;
     if (h && st->rank > 0 && st->rank == h->tamper_rank)
         for (int i = 0; i < h->flood; i++)
-            mpi_check(MPI_Send(st->up_buf, (int)len, MPI_BYTE, 0, TAG_UPLOAD, st->comm),
-                      "MPI_Send(flood)", st);
+            send_bytes(st, st->up_comm, 0, tag, st->up_buf, len, "MPI_Send(flood)");
 }
 
 /* ---- participant state for checkpoints -------------------------------- */
@@ -270,27 +371,37 @@ static void send_participant_state(run_state *st, participant_t *p)
 {
     uint64_t rng[RNG_STATE_WORDS];
     double eps;
-    int n = (int)st->n;
+    size_t bytes = st->n * sizeof(float);
     participant_save(p, st->ctx.before, st->cfg->residual ? st->ctx.delta : NULL, rng, &eps);
-    mpi_check(MPI_Send(st->ctx.before, n, MPI_FLOAT, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
+    send_bytes(st, st->comm, 0, TAG_STATE, st->ctx.before, bytes, "MPI_Send(state)");
     if (st->cfg->residual)
-        mpi_check(MPI_Send(st->ctx.delta, n, MPI_FLOAT, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
-    mpi_check(MPI_Send(rng, RNG_STATE_WORDS, MPI_UINT64_T, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
-    mpi_check(MPI_Send(&eps, 1, MPI_DOUBLE, 0, TAG_STATE, st->comm), "MPI_Send(state)", st);
+        send_bytes(st, st->comm, 0, TAG_STATE, st->ctx.delta, bytes, "MPI_Send(state)");
+    send_bytes(st, st->comm, 0, TAG_STATE, rng, sizeof rng, "MPI_Send(state)");
+    send_bytes(st, st->comm, 0, TAG_STATE, &eps, sizeof eps, "MPI_Send(state)");
+}
+
+/* Receives one piece of participant state of exactly `bytes`. */
+static void recv_state(run_state *st, int source, void *buf, size_t bytes, double limit,
+                       const char *what)
+{
+    int drain = st->rank == 0; /* the server gathering from a worker */
+    if (recv_bytes(st, st->comm, source, TAG_STATE, buf, bytes, limit, drain, what) != bytes) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "rank %d sent %s of the wrong size", source, what);
+        fatal(st, msg);
+    }
 }
 
 static void receive_participant_state(run_state *st, participant_t *p)
 {
     uint64_t rng[RNG_STATE_WORDS];
     double eps;
-    int n = (int)st->n;
-    MPI_Status status;
-    wait_message(st, 0, TAG_STATE, &status);
-    mpi_check(MPI_Recv(st->ctx.before, n, MPI_FLOAT, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+    size_t bytes = st->n * sizeof(float);
+    recv_state(st, 0, st->ctx.before, bytes, 0, "participant parameters");
     if (st->cfg->residual)
-        mpi_check(MPI_Recv(st->ctx.delta, n, MPI_FLOAT, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
-    mpi_check(MPI_Recv(rng, RNG_STATE_WORDS, MPI_UINT64_T, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
-    mpi_check(MPI_Recv(&eps, 1, MPI_DOUBLE, 0, TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+        recv_state(st, 0, st->ctx.delta, bytes, 0, "a participant residual");
+    recv_state(st, 0, rng, sizeof rng, 0, "a participant rng state");
+    recv_state(st, 0, &eps, sizeof eps, 0, "a participant epsilon");
     if (participant_restore(p, st->ctx.before, st->ctx.delta, rng, eps))
         fatal(st, "checkpointed participant state refused (rng of another stream?)");
 }
@@ -303,11 +414,11 @@ static void worker_loop(run_state *st)
         fatal(st, "out of memory");
     for (;;) {
         MPI_Status status;
-        int cmd[4];
-        wait_message(st, 0, TAG_CMD, &status);
-        mpi_check(MPI_Recv(cmd, 4, MPI_INT, 0, TAG_CMD, st->comm, MPI_STATUS_IGNORE),
+        int cmd[3];
+        wait_message(st, st->comm, 0, TAG_CMD, 0, 0, "a command", &status);
+        mpi_check(MPI_Recv(cmd, 3, MPI_INT, 0, TAG_CMD, st->comm, MPI_STATUS_IGNORE),
                   "MPI_Recv(cmd)", st);
-        int op = cmd[0], epoch = cmd[1], p = cmd[2], len = cmd[3];
+        int op = cmd[0], epoch = cmd[1], p = cmd[2];
         if (op == CMD_STOP)
             break;
         if (op == CMD_STEP) {
@@ -316,22 +427,21 @@ static void worker_loop(run_state *st)
             if (p < 0 || p >= st->cfg->participants || owner_of(st, p) != st->rank)
                 fatal(st, "server sent a step for a participant not hosted here");
             participant_t *part = st->local[slot_of(st, p)];
-            recv_download(st, len);
+            size_t len = recv_download(st);
             if (epoch == 0) { /* initial full download: no training */
-                if (participant_download(part, &st->ctx, st->down_buf, (size_t)len, 0) != WIRE_OK)
+                if (participant_download(part, &st->ctx, st->down_buf, len, 0) != WIRE_OK)
                     fatal(st, "malformed initial download from the server");
                 continue;
             }
-            send_upload(st, participant_step(st, part, st->down_buf, (size_t)len, epoch));
+            send_upload(st, participant_step(st, part, st->down_buf, len, epoch),
+                        turn_tag(st, epoch, p));
         } else if (op == CMD_ASYNC) {
             for (int s = 0; s < st->local_count; s++) {
                 int who = (int)participant_id(st->local[s]);
                 mpi_check(MPI_Send(&who, 1, MPI_INT, 0, TAG_REQUEST, st->comm), "MPI_Send(request)", st);
-                wait_message(st, 0, TAG_DOWNLOAD, &status);
-                int got = 0;
-                MPI_Get_count(&status, MPI_BYTE, &got);
-                recv_download(st, got);
-                send_upload(st, participant_step(st, st->local[s], st->down_buf, (size_t)got, epoch));
+                size_t len = recv_download(st);
+                send_upload(st, participant_step(st, st->local[s], st->down_buf, len, epoch),
+                            turn_tag(st, epoch, who));
             }
         } else if (op == CMD_LOCAL) {
             for (int s = 0; s < st->local_count; s++) {
@@ -376,50 +486,116 @@ static void log_refusal(run_state *st, int source, int participant, const char *
     st->refusals_logged++;
 }
 
-/* Receives and refuses every upload from `source` (or any rank) that is
- * already waiting: nothing was asked of it, so it is unsolicited. Called
- * before a rank is sent a download and at the end of each epoch, so a
- * flooding rank can neither pass a stale message off as its next answer nor
- * pile messages up on the server. */
-static void drain_unsolicited(run_state *st, int source)
+/* Receives and refuses one upload under a tag no turn is waiting for: a
+ * stale or flooded copy. One larger than any upload the protocol allows
+ * cannot be drained piece by piece into the buffer, so it ends the job. */
+static void refuse_unsolicited(run_state *st, int source, int tag)
+{
+    if (recv_bytes(st, st->up_comm, source, tag, NULL, 0, 0, 0, "an unsolicited upload") ==
+        SIZE_MAX) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "rank %d sent an unsolicited upload larger than the whole "
+                 "model: stopping", source);
+        fatal(st, msg);
+    }
+    server_count_rejection(st->server, WIRE_UNSOLICITED);
+    log_refusal(st, source, -1, "unsolicited");
+}
+
+/* Refuses the uploads from `source` (or any rank) that are already waiting,
+ * up to the first under `answer_tag` (-1: none), the answer to a download
+ * being sent. Called before a rank is sent a download, while sends to it
+ * complete, and at the end of each epoch, so a flooding rank cannot pile
+ * messages up on the server. (Turn tags already keep a copy from passing as
+ * an answer.) */
+static void drain_unsolicited(run_state *st, int source, int answer_tag)
 {
     for (;;) {
-        int flag = 0, count = 0;
+        int flag = 0;
         MPI_Status status;
-        mpi_check(MPI_Iprobe(source, TAG_UPLOAD, st->comm, &flag, &status), "MPI_Iprobe", st);
-        if (!flag)
+        mpi_check(MPI_Iprobe(source, MPI_ANY_TAG, st->up_comm, &flag, &status), "MPI_Iprobe", st);
+        if (!flag || status.MPI_TAG == answer_tag)
             return;
-        MPI_Get_count(&status, MPI_BYTE, &count);
-        if ((size_t)count > st->up_cap)
-            fatal(st, "a rank sent an unsolicited upload larger than the whole model: stopping");
-        mpi_check(MPI_Recv(st->up_buf, count, MPI_BYTE, status.MPI_SOURCE, TAG_UPLOAD, st->comm,
-                           MPI_STATUS_IGNORE), "MPI_Recv(unsolicited)", st);
-        server_count_rejection(st->server, WIRE_UNSOLICITED);
-        log_refusal(st, status.MPI_SOURCE, -1, "unsolicited");
+        refuse_unsolicited(st, status.MPI_SOURCE, status.MPI_TAG);
     }
 }
 
-/* Receives one upload from `source`; refuses (counts) an oversized one. */
+/* Completes the server's sends to worker `dest`, refusing the uploads dest
+ * sends unasked meanwhile: a flooding rank blocked in its own large sends
+ * would otherwise never take our message, each side waiting on the other.
+ * answer_tag: the tag of the upload these sends may already have provoked
+ * (a download's sender can learn of its completion after the answer came),
+ * -1 if none, or NO_DRAIN to leave every upload queued. */
+#define NO_DRAIN INT_MIN
+
+static void complete_sends(run_state *st, int dest, MPI_Request *req, int count, int answer_tag,
+                           const char *what)
+{
+    double start = now_seconds(), limit = reply_limit(st, 1);
+    unsigned spins = 0;
+    for (;;) {
+        int done = 0;
+        mpi_check(MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE), "MPI_Testall", st);
+        if (done)
+            return;
+        if (answer_tag != NO_DRAIN)
+            drain_unsolicited(st, dest, answer_tag);
+        if (++spins > 64) {
+            struct timespec pause = {0, 20000};
+            nanosleep(&pause, NULL);
+            if (limit > 0 && now_seconds() - start > limit) {
+                char msg[320];
+                snprintf(msg, sizeof msg, "rank %d has not taken %s for %g s: stopping the job. "
+                         "If its work is that slow, raise --rank-timeout; --resume continues "
+                         "from the last checkpoint", dest, what, limit);
+                fatal(st, msg);
+            }
+        }
+    }
+}
+
+/* Sends len bytes to worker dest and waits until they are taken. */
+static void server_send(run_state *st, int dest, int tag, const void *buf, size_t len,
+                        int answer_tag, const char *what)
+{
+    MPI_Request few[4], *req = few;
+    int count = pieces_of(st, len);
+    if (count > 4 && !(req = malloc((size_t)count * sizeof *req)))
+        fatal(st, "out of memory");
+    isend_bytes(st, st->comm, dest, tag, buf, len, req, what);
+    complete_sends(st, dest, req, count, answer_tag, what);
+    if (req != few)
+        free(req);
+}
+
+static void send_cmd(run_state *st, int dest, int op, int epoch, int participant)
+{
+    int cmd[3] = {op, epoch, participant};
+    MPI_Request req;
+    mpi_check(MPI_Isend(cmd, 3, MPI_INT, dest, TAG_CMD, st->comm, &req), "MPI_Isend(cmd)", st);
+    complete_sends(st, dest, &req, 1, -1, "a command");
+}
+
+/* Receives participant's upload for this turn from `source` and applies it,
+ * or refuses (counts) it. */
 static void receive_and_apply(run_state *st, int source, int participant, int epoch)
 {
-    MPI_Status status;
-    wait_message(st, source, TAG_UPLOAD, &status);
-    int count = 0;
-    MPI_Get_count(&status, MPI_BYTE, &count);
-    if ((size_t)count > st->up_cap) {
+    char what[96];
+    snprintf(what, sizeof what, "participant %d's upload in epoch %d", participant, epoch);
+    size_t len = recv_bytes(st, st->up_comm, source, turn_tag(st, epoch, participant),
+                            st->up_buf, st->up_cap, reply_limit(st, 1), 1, what);
+    if (len == SIZE_MAX) {
         /* Larger than any message the protocol allows (the dense vector):
-         * a truncated receive would leave the sender hanging, so end the
+         * the sender would wait forever for the rest to be read, so end the
          * job and name the rank. */
-        char msg[160];
-        snprintf(msg, sizeof msg, "rank %d sent a %d-byte upload for participant %d, more than "
-                 "the whole model (%zu bytes): stopping", source, count, participant, st->up_cap);
+        char msg[200];
+        snprintf(msg, sizeof msg, "rank %d sent an upload for participant %d larger than the "
+                 "whole model (%zu bytes): stopping", source, participant, st->up_cap);
         fatal(st, msg);
     }
-    mpi_check(MPI_Recv(st->up_buf, count, MPI_BYTE, source, TAG_UPLOAD, st->comm, MPI_STATUS_IGNORE),
-              "MPI_Recv(upload)", st);
-    st->bytes_up += (uint64_t)count;
-    wire_reason r = server_apply_upload(st->server, st->up_buf, (size_t)count,
-                                        (uint32_t)participant, (uint32_t)epoch);
+    st->bytes_up += len;
+    wire_reason r = server_apply_upload(st->server, st->up_buf, len, (uint32_t)participant,
+                                        (uint32_t)epoch);
     if (r != WIRE_OK)
         log_refusal(st, source, participant, wire_reason_name(r));
 }
@@ -445,10 +621,10 @@ static void server_turn(run_state *st, int p, int epoch, int full)
         return;
     }
     int dest = owner_of(st, p);
-    drain_unsolicited(st, dest);
-    send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
-    mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm),
-              "MPI_Send(download)", st);
+    drain_unsolicited(st, dest, -1);
+    send_cmd(st, dest, CMD_STEP, epoch, p);
+    server_send(st, dest, TAG_DOWNLOAD, st->down_buf, len,
+                epoch > 0 ? turn_tag(st, epoch, p) : -1, "a download");
     if (epoch > 0)
         receive_and_apply(st, dest, p, epoch);
 }
@@ -494,28 +670,33 @@ static void epoch_sync(run_state *st, int epoch)
         free(held_len);
         return;
     }
-    int W = st->size - 1;
-    MPI_Request *inflight = malloc((size_t)st->size * sizeof *inflight);
+    int W = st->size - 1, per_rank = pieces_of(st, len);
+    /* The pieces of each rank's download in flight: per_rank requests from
+     * inflight + rank * per_rank. */
+    MPI_Request *inflight = malloc((size_t)st->size * (size_t)per_rank * sizeof *inflight);
     if (!inflight)
         fatal(st, "out of memory");
-    for (int r = 0; r < st->size; r++)
-        inflight[r] = MPI_REQUEST_NULL;
+    for (int i = 0; i < st->size * per_rank; i++)
+        inflight[i] = MPI_REQUEST_NULL;
     /* MPI-3 allows concurrent sends from one buffer: all read the same bytes. */
     for (int p = 0; p < N; p++) {
+        int dest = owner_of(st, p);
+        MPI_Request *mine = inflight + (size_t)dest * (size_t)per_rank;
         if (p >= W) { /* the rank's previous participant must upload first */
             receive_and_apply(st, owner_of(st, p - W), p - W, epoch);
-            mpi_check(MPI_Wait(&inflight[owner_of(st, p)], MPI_STATUS_IGNORE), "MPI_Wait", st);
+            complete_sends(st, dest, mine, per_rank, -1, "a download");
         }
-        int dest = owner_of(st, p);
-        drain_unsolicited(st, dest);
-        send_cmd(st, dest, CMD_STEP, epoch, p, (int)len);
-        mpi_check(MPI_Isend(st->down_buf, (int)len, MPI_BYTE, dest, TAG_DOWNLOAD, st->comm,
-                            &inflight[dest]), "MPI_Isend(download)", st);
+        drain_unsolicited(st, dest, -1);
+        send_cmd(st, dest, CMD_STEP, epoch, p);
+        isend_bytes(st, st->comm, dest, TAG_DOWNLOAD, st->down_buf, len, mine,
+                    "MPI_Isend(download)");
         st->bytes_down += len;
     }
     for (int p = N > W ? N - W : 0; p < N; p++)
         receive_and_apply(st, owner_of(st, p), p, epoch);
-    mpi_check(MPI_Waitall(st->size, inflight, MPI_STATUSES_IGNORE), "MPI_Waitall", st);
+    for (int r = 1; r < st->size; r++)
+        complete_sends(st, r, inflight + (size_t)r * (size_t)per_rank, per_rank, -1,
+                       "a download");
     free(inflight);
 }
 
@@ -528,16 +709,46 @@ static void epoch_async(run_state *st, int epoch, const int *order)
         return;
     }
     for (int r = 1; r < st->size; r++)
-        send_cmd(st, r, CMD_ASYNC, epoch, -1, 0);
+        send_cmd(st, r, CMD_ASYNC, epoch, -1);
     char *uploaded = calloc((size_t)N, 1), *requested = calloc((size_t)N, 1);
     if (!uploaded || !requested)
         fatal(st, "out of memory");
     int done = 0;
+    double last_heard = now_seconds();
+    unsigned idle = 0;
     while (done < N) {
+        /* Requests come on comm, uploads on up_comm: poll both. */
         MPI_Status status;
-        wait_message(st, MPI_ANY_SOURCE, MPI_ANY_TAG, &status);
+        int is_request = 0, is_upload = 0;
+        mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, TAG_REQUEST, st->comm, &is_request, &status),
+                  "MPI_Iprobe", st);
+        if (!is_request)
+            mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, st->up_comm, &is_upload, &status),
+                      "MPI_Iprobe", st);
+        if (!is_request && !is_upload) {
+            if (++idle > 64) {
+                struct timespec pause = {0, 20000};
+                nanosleep(&pause, NULL);
+                double limit = reply_limit(st, 1);
+                if (limit > 0 && now_seconds() - last_heard > limit) {
+                    int p = 0;
+                    while (p < N && uploaded[p])
+                        p++;
+                    char msg[320];
+                    snprintf(msg, sizeof msg, "no rank has answered for %g s in an async epoch "
+                             "(%d of %d uploads in; participant %d of rank %d is missing): "
+                             "stopping the job. If the work is that slow, raise "
+                             "--rank-timeout; --resume continues from the last checkpoint",
+                             limit, done, N, p, owner_of(st, p));
+                    fatal(st, msg);
+                }
+            }
+            continue;
+        }
+        idle = 0;
+        last_heard = now_seconds();
         int src = status.MPI_SOURCE;
-        if (status.MPI_TAG == TAG_REQUEST) {
+        if (is_request) {
             int p = -1;
             mpi_check(MPI_Recv(&p, 1, MPI_INT, src, TAG_REQUEST, st->comm, MPI_STATUS_IGNORE),
                       "MPI_Recv(request)", st);
@@ -553,23 +764,26 @@ static void epoch_async(run_state *st, int epoch, const int *order)
             size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
                                               st->down_buf, st->down_cap);
             st->bytes_down += len;
-            mpi_check(MPI_Send(st->down_buf, (int)len, MPI_BYTE, src, TAG_DOWNLOAD, st->comm),
-                      "MPI_Send(download)", st);
-        } else if (status.MPI_TAG == TAG_UPLOAD) {
-            /* The upload answers the oldest outstanding request of src:
-             * each rank serves its participants one at a time, in order. */
+            /* No drain while it goes: src may owe an earlier participant's
+             * upload, not yet seen, as requests and uploads travel apart.
+             * (A flooding rank cannot block us: it sends its copies before
+             * its next request, and this loop takes and refuses them.) */
+            server_send(st, src, TAG_DOWNLOAD, st->down_buf, len, NO_DRAIN, "a download");
+        } else {
+            /* An upload answers a requested turn of src by its tag. */
             int p = -1;
             for (int q = src - 1; q < N; q += st->size - 1)
-                if (requested[q] && !uploaded[q]) { p = q; break; }
+                if (requested[q] && !uploaded[q] && turn_tag(st, epoch, q) == status.MPI_TAG) {
+                    p = q;
+                    break;
+                }
             if (p < 0) {
-                drain_unsolicited(st, src);
+                refuse_unsolicited(st, src, status.MPI_TAG);
                 continue;
             }
             receive_and_apply(st, src, p, epoch);
             uploaded[p] = 1;
             done++;
-        } else {
-            fatal(st, "unexpected message during an async epoch");
         }
     }
     free(uploaded);
@@ -586,11 +800,12 @@ static void epoch_standalone(run_state *st)
         return;
     }
     for (int r = 1; r < st->size; r++)
-        send_cmd(st, r, CMD_LOCAL, 0, -1, 0);
+        send_cmd(st, r, CMD_LOCAL, 0, -1);
     for (int r = 1; r < st->size; r++) {
         MPI_Status status;
         int done;
-        wait_message(st, r, TAG_REPORT, &status);
+        wait_message(st, st->comm, r, TAG_REPORT, reply_limit(st, hosted_by(st, r)), 1,
+                     "the end of its standalone training", &status);
         mpi_check(MPI_Recv(&done, 1, MPI_INT, r, TAG_REPORT, st->comm, MPI_STATUS_IGNORE),
                   "MPI_Recv(ack)", st);
     }
@@ -602,7 +817,7 @@ static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
     int N = st->cfg->participants;
     if (st->size > 1)
         for (int r = 1; r < st->size; r++)
-            send_cmd(st, r, CMD_EVAL, row->epoch, -1, 0);
+            send_cmd(st, r, CMD_EVAL, row->epoch, -1);
     if (global) {
         sgd_stats stats;
         sgd_evaluate(&st->model, global, st->eval_ws, &st->test, st->cfg->eval_size, &stats);
@@ -622,8 +837,9 @@ static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
     } else {
         for (int r = 1; r < st->size; r++) {
             MPI_Status status;
-            wait_message(st, r, TAG_REPORT, &status);
-            int hosted = r - 1 < N ? (N - 1 - (r - 1)) / (st->size - 1) + 1 : 0;
+            int hosted = hosted_by(st, r);
+            wait_message(st, st->comm, r, TAG_REPORT, reply_limit(st, hosted), 1,
+                         "its participants' evaluation", &status);
             mpi_check(MPI_Recv(report, 2 * hosted, MPI_DOUBLE, r, TAG_REPORT, st->comm,
                                MPI_STATUS_IGNORE), "MPI_Recv(report)", st);
             for (int s = 0; s < hosted; s++) {
@@ -737,21 +953,20 @@ static int save_checkpoint(run_state *st, int epoch, char *err)
                              cs.part_rng + (size_t)p * RNG_STATE_WORDS, &cs.part_epsilon[p]);
     } else {
         for (int r = 1; r < st->size; r++)
-            send_cmd(st, r, CMD_GATHER, epoch, -1, 0);
+            send_cmd(st, r, CMD_GATHER, epoch, -1);
+        double limit = reply_limit(st, 1);
+        size_t bytes = n * sizeof(float);
         for (int r = 1; r < st->size; r++)
             for (int p = r - 1; p < N; p += st->size - 1) {
-                MPI_Status status;
-                wait_message(st, r, TAG_STATE, &status);
-                mpi_check(MPI_Recv(cs.part_params + (size_t)p * n, (int)n, MPI_FLOAT, r,
-                                   TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+                recv_state(st, r, cs.part_params + (size_t)p * n, bytes, limit,
+                           "participant parameters");
                 if (c->residual)
-                    mpi_check(MPI_Recv(cs.part_residual + (size_t)p * n, (int)n, MPI_FLOAT, r,
-                                       TAG_STATE, st->comm, MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
-                mpi_check(MPI_Recv(cs.part_rng + (size_t)p * RNG_STATE_WORDS, RNG_STATE_WORDS,
-                                   MPI_UINT64_T, r, TAG_STATE, st->comm, MPI_STATUS_IGNORE),
-                          "MPI_Recv(state)", st);
-                mpi_check(MPI_Recv(&cs.part_epsilon[p], 1, MPI_DOUBLE, r, TAG_STATE, st->comm,
-                                   MPI_STATUS_IGNORE), "MPI_Recv(state)", st);
+                    recv_state(st, r, cs.part_residual + (size_t)p * n, bytes, limit,
+                               "a participant residual");
+                recv_state(st, r, cs.part_rng + (size_t)p * RNG_STATE_WORDS,
+                           RNG_STATE_WORDS * sizeof(uint64_t), limit, "a participant rng state");
+                recv_state(st, r, &cs.part_epsilon[p], sizeof(double), limit,
+                           "a participant epsilon");
             }
     }
     int rc = cs.model ? ckpt_save(c->checkpoint, &cs, err) : err_set(err, "out of memory");
@@ -801,12 +1016,15 @@ static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
                 continue;
             }
             int dest = owner_of(st, p);
-            send_cmd(st, dest, CMD_SCATTER, 0, p, 0);
-            mpi_check(MPI_Send(params, (int)n, MPI_FLOAT, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
+            size_t bytes = n * sizeof(float);
+            send_cmd(st, dest, CMD_SCATTER, 0, p);
+            server_send(st, dest, TAG_STATE, params, bytes, -1, "participant parameters");
             if (res)
-                mpi_check(MPI_Send(res, (int)n, MPI_FLOAT, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
-            mpi_check(MPI_Send(rng, RNG_STATE_WORDS, MPI_UINT64_T, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
-            mpi_check(MPI_Send(&cs.part_epsilon[p], 1, MPI_DOUBLE, dest, TAG_STATE, st->comm), "MPI_Send(state)", st);
+                server_send(st, dest, TAG_STATE, res, bytes, -1, "a participant residual");
+            server_send(st, dest, TAG_STATE, rng, RNG_STATE_WORDS * sizeof(uint64_t), -1,
+                        "a participant rng state");
+            server_send(st, dest, TAG_STATE, &cs.part_epsilon[p], sizeof(double), -1,
+                        "a participant epsilon");
         }
         *done_epochs = (int)cs.epoch;
     }
@@ -893,7 +1111,7 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
             epoch_sequential(st, e, order);
         if (dssgd) {
             if (st->size > 1)
-                drain_unsolicited(st, MPI_ANY_SOURCE);
+                drain_unsolicited(st, MPI_ANY_SOURCE, -1);
             server_end_epoch(st->server);
         }
         metrics_row row = {.epoch = e, .seconds = now_seconds() - t0};
@@ -913,7 +1131,7 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     if (c->resume[0] && metrics)
         fclose(metrics);
     for (int r = 1; r < st->size; r++)
-        send_cmd(st, r, CMD_STOP, 0, -1, 0);
+        send_cmd(st, r, CMD_STOP, 0, -1);
     if (c->select == SELECT_SVT && dssgd && rc == 0)
         print_privacy_summary(st, stderr);
     if (result && rc == 0) {
@@ -937,9 +1155,15 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
 {
     run_state st = {.cfg = cfg, .hooks = hooks};
     MPI_Comm_dup(comm, &st.comm);
+    MPI_Comm_dup(comm, &st.up_comm);
     MPI_Comm_set_errhandler(st.comm, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(st.up_comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(st.comm, &st.rank);
     MPI_Comm_size(st.comm, &st.size);
+    int *tag_ub = NULL, has_ub = 0;
+    MPI_Comm_get_attr(st.comm, MPI_TAG_UB, &tag_ub, &has_ub);
+    st.tag_ub = has_ub && *tag_ub > 0 ? *tag_ub : 32767;
+    st.piece = hooks && hooks->piece_bytes ? hooks->piece_bytes : RUN_PIECE_BYTES;
     if (result)
         memset(result, 0, sizeof *result);
 
@@ -969,6 +1193,7 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
     if (metrics)
         fclose(metrics);
     teardown(&st);
+    MPI_Comm_free(&st.up_comm);
     MPI_Comm_free(&st.comm);
     return rc;
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Failure behaviour: a rank SIGKILLed mid-run ends the job promptly with a
 # message naming it, the last checkpoint stays whole and --resume finishes
-# the run; a checkpoint to a full disk fails with a clear message and the
-# previous checkpoint survives; a run too big for its memory says so.
+# the run; so does a rank that hangs (SIGSTOP), once --rank-timeout passes; a
+# checkpoint to a full disk fails with a clear message and the previous
+# checkpoint survives; a run too big for its memory says so; a checkpoint
+# that crashes the HDF5 library is refused, and the run does not crash.
 set -euo pipefail
 build=${1:-build}
 bin=$(realpath "$build/dssgd")
+here=$(cd "$(dirname "$0")" && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d)
 trap 'umount "$tmp/small" 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -36,6 +39,49 @@ epoch=$(awk '$1 == "epoch" { print $2 }' inspect.log)
 mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --resume ck.h5 --checkpoint ck.h5 \
   --epochs $((epoch + 2)) > resume.log 2>&1 || fail "resume after the loss failed: $(cat resume.log)"
 echo "rank death: job ended ${took}s after rank 2 was killed (exit $rc), resumed from epoch $epoch"
+
+# 1b. A rank hangs (SIGSTOP: a stuck node looks like this to MPI, which
+# notices nothing). The server stops the job once --rank-timeout passes.
+rm -f ck.h5
+mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --epochs 100000 --checkpoint ck.h5 \
+  --checkpoint-every 1 --rank-timeout 3 > hang.log 2>&1 &
+job=$!
+for _ in $(seq 1 100); do [[ -f ck.h5 ]] && break; sleep 0.1; done
+[[ -f ck.h5 ]] || fail "no checkpoint after 10 s"
+victim=""
+for pid in $(pgrep -f "$bin train"); do
+  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then victim=$pid; fi
+done
+[[ -n "$victim" ]] || fail "could not find rank 1"
+start=$(date +%s)
+kill -STOP "$victim"
+set +e; timeout 60 bash -c "wait $job" 2>/dev/null; wait "$job"; rc=$?; set -e
+took=$(( $(date +%s) - start ))
+kill -9 "$victim" 2>/dev/null || true
+[[ $rc -ne 0 ]] || fail "the job survived a hung rank"
+[[ $took -le 20 ]] || fail "the job took ${took}s to end with --rank-timeout 3"
+grep -Eq "rank 1 has not (answered|taken .*) for 3 s" hang.log || fail "the message does not name rank 1: $(cat hang.log)"
+"$bin" inspect ck.h5 > inspect.log || fail "checkpoint unreadable after the hang: $(cat inspect.log)"
+epoch=$(awk '$1 == "epoch" { print $2 }' inspect.log)
+mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --resume ck.h5 --checkpoint ck.h5 \
+  --epochs $((epoch + 2)) > resume.log 2>&1 || fail "resume after the hang failed: $(cat resume.log)"
+echo "hung rank: job ended ${took}s after rank 1 stopped (--rank-timeout 3), resumed from epoch $epoch"
+
+# 1c. A checkpoint that crashes HDF5 1.10 itself (found by the fuzzer) is
+# refused under mpirun; neither rank crashes.
+hostile=$here/fuzz/regressions/checkpoint/hdf5-gheap-memcpy-overlap
+if [[ -f $hostile ]]; then
+  set +e
+  mpirun -np 2 "$bin" train "${small[@]}" --epochs 3 --resume "$hostile" > hostile.log 2>&1
+  rc=$?
+  set -e
+  [[ $rc -eq 1 ]] || fail "the hostile checkpoint gave exit $rc: $(cat hostile.log)"
+  grep -q "HDF5 library crashed" hostile.log || fail "unclear message: $(cat hostile.log)"
+  ! grep -q "Process received signal" hostile.log || fail "a rank crashed: $(cat hostile.log)"
+  echo "hostile checkpoint: refused ('$(grep -o 'the HDF5 library crashed ([A-Z]*)' hostile.log | head -1)')"
+else
+  fail "missing $hostile"
+fi
 
 # 2. The disk fills up while a checkpoint is written (a 3 MB tmpfs).
 mkdir small
