@@ -36,5 +36,5 @@ trap - EXIT
 echo
 echo "Targets ($out, $(( $(date +%s) - start )) s, load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
 awk -F, 'NR > 1 && $16 != "" {
-  printf "  %-6s %-34s %-13s median %-10.4g (spread %5.1f%%) ratio %-8.4g %s\n", $3, $4, $16,
+  printf "  %-6s %-34s %-13s median %-11.6g (spread %5.1f%%) ratio %-9.5g %s\n", $3, $4, $16,
          $6, 100 * ($8 - $7) / $6, $15, ($17 == "yes" ? "met" : "NOT MET") }' "$out"
