@@ -350,33 +350,90 @@ typedef struct { int calls; size_t k; uint32_t n; int honest; } hostile;
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* x86: little-endian */
 
+/* A hook runs on a worker rank inside run(): a failed cmocka assert there
+ * would leave the other ranks waiting, so it ends the job instead. */
+#define tamper_check(cond)                                                        \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            fprintf(stderr, "%s:%d: tamper hook: %s failed\n", __FILE__, __LINE__, \
+                    #cond);                                                       \
+            MPI_Abort(MPI_COMM_WORLD, 1);                                         \
+        }                                                                         \
+    } while (0)
+
+/* Rewrites msg (keeping its first 24 header bytes) as a delta-coded upload
+ * of these entries, written by hand as a careless sender would: each gap is
+ * idx[i] - idx[i-1] - 1 in 32-bit arithmetic, so a repeated index becomes a
+ * gap that wraps past 2^32 and an index >= n stays one. Returns its length. */
+static size_t put_deltas(uint8_t *msg, uint32_t count, const uint32_t *idx, const float *val)
+{
+    put32(msg + 20, count);
+    msg[24] = WIRE_ENC_DELTA;
+    uint8_t *q = msg + WIRE_HEADER_BYTES;
+    uint32_t prev = UINT32_MAX; /* so the first gap is the first index */
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t v = idx[i] - prev - 1;
+        for (; v >= 0x80; v >>= 7)
+            *q++ = (uint8_t)(v | 0x80);
+        *q++ = (uint8_t)v;
+        prev = idx[i];
+    }
+    memcpy(q, val, 4 * (size_t)count);
+    return (size_t)(q - msg) + 4 * (size_t)count;
+}
+
 /* Participant 1's uploads: a different malformation each epoch (or, for the
- * reference run, a valid empty upload, which changes nothing either). */
+ * reference run, a valid empty upload, which changes nothing either). The
+ * honest message may come in any encoding: its values are always its last
+ * 4 * count bytes, and the index malformations re-encode its entries. */
 static size_t tamper(void *arg, uint32_t participant, uint32_t epoch, uint8_t *msg, size_t len,
                      size_t cap)
 {
     hostile *h = arg;
     if (participant != 1)
         return len;
-    uint32_t count;
-    memcpy(&count, msg + 20, 4);
+    wire_header w;
+    tamper_check(wire_peek(msg, len, &w) == WIRE_OK);
+    uint32_t count = w.count;
     if (h->honest) {
-        put32(msg + 20, 0);
-        return WIRE_HEADER_BYTES;
+        w.count = 0;
+        return wire_pack(msg, cap, &w, NULL, NULL);
     }
-    uint8_t *idx = msg + WIRE_HEADER_BYTES, *val = idx + 4 * (size_t)count;
+    uint8_t *val = msg + len - 4 * (size_t)count;
     float nan = NAN, inf = INFINITY, big = 1.0f;
-    switch ((h->calls++) % HOSTILE_KINDS) {
+    uint32_t kind = (uint32_t)(h->calls++) % HOSTILE_KINDS;
+    if (kind == 2) { /* more entries than k: a longer, well-formed message */
+        w.count = (uint32_t)h->k + 1;
+        uint32_t *idx = malloc(w.count * sizeof *idx);
+        float *zero = calloc(w.count, sizeof *zero);
+        tamper_check(idx && zero);
+        for (uint32_t i = 0; i < w.count; i++)
+            idx[i] = i;
+        size_t grown = wire_pack(msg, cap, &w, idx, zero);
+        tamper_check(grown > 0);
+        free(idx);
+        free(zero);
+        return grown;
+    }
+    if (kind == 3 || kind == 4) { /* the same entries, one index changed */
+        uint32_t *idx = malloc(count * sizeof *idx);
+        float *v = malloc(count * sizeof *v);
+        tamper_check(idx && v && count >= 2);
+        wire_expect any = {WIRE_UPLOAD, UINT32_MAX, UINT32_MAX, w.n, count, INFINITY};
+        tamper_check(wire_unpack(msg, len, &any, &w, idx, v) == WIRE_OK);
+        if (kind == 3)
+            idx[0] = h->n;      /* index out of range */
+        else
+            idx[0] = idx[1];    /* repeated index */
+        len = put_deltas(msg, count, idx, v);
+        tamper_check(len <= cap);
+        free(idx);
+        free(v);
+        return len;
+    }
+    switch (kind) {
     case 0: msg[0] ^= 0xff; break;                              /* bad magic */
     case 1: msg[4] = 9; break;                                  /* bad version */
-    case 2: /* more entries than k: a longer, well-formed message */
-        put32(msg + 20, (uint32_t)h->k + 1);
-        memset(msg + WIRE_HEADER_BYTES, 0, cap - WIRE_HEADER_BYTES);
-        for (uint32_t i = 0; i <= h->k; i++)
-            put32(msg + WIRE_HEADER_BYTES + 4 * i, i);
-        return wire_size(h->k + 1);
-    case 3: put32(idx, h->n); break;                            /* index out of range */
-    case 4: memcpy(idx, idx + 4, 4); break;                     /* repeated index */
     case 5: memcpy(val, &nan, 4); break;
     case 6: memcpy(val + 4, &inf, 4); break;
     case 7: memcpy(val, &big, 4); break;                        /* beyond gamma */

@@ -263,6 +263,40 @@ static size_t pack_upload(uint8_t *buf, size_t cap, uint32_t p, uint32_t epoch, 
     return wire_pack(buf, cap, &h, idx, val);
 }
 
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+/* An upload in the delta encoding, written by hand as a careless sender
+ * would: each gap is idx[i] - idx[i-1] - 1 in 32-bit arithmetic, so a
+ * repeated or decreasing index becomes a gap that wraps past 2^32, and an
+ * index >= n stays one (wire_pack refuses to write either). */
+static size_t pack_upload_unchecked(uint8_t *buf, uint32_t p, uint32_t epoch, uint32_t n,
+                                    uint32_t count, const uint32_t *idx, const float *val)
+{
+    put32(buf, WIRE_MAGIC);
+    buf[4] = WIRE_VERSION; buf[5] = 0;
+    buf[6] = WIRE_UPLOAD; buf[7] = 0;
+    put32(buf + 8, p);
+    put32(buf + 12, epoch);
+    put32(buf + 16, n);
+    put32(buf + 20, count);
+    buf[24] = WIRE_ENC_DELTA;
+    uint8_t *q = buf + WIRE_HEADER_BYTES;
+    uint32_t prev = UINT32_MAX; /* so the first gap is the first index */
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t v = idx[i] - prev - 1;
+        for (; v >= 0x80; v >>= 7)
+            *q++ = (uint8_t)(v | 0x80);
+        *q++ = (uint8_t)v;
+        prev = idx[i];
+    }
+    for (uint32_t i = 0; i < count; i++, q += 4)
+        memcpy(q, &val[i], 4); /* x86: little-endian */
+    return (size_t)(q - buf);
+}
+
 static void test_server_adds_accepted_uploads_and_counts_updates(void **state)
 {
     (void)state;
@@ -303,8 +337,8 @@ static void test_server_refuses_bad_uploads_without_any_change(void **state)
         {2, 7, 11, 1, {1}, {0.1f}, WIRE_BAD_N},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        size_t len = pack_upload(buf, sizeof buf, bad[i].p, bad[i].epoch, bad[i].n, bad[i].count,
-                                 bad[i].idx, bad[i].val);
+        size_t len = pack_upload_unchecked(buf, bad[i].p, bad[i].epoch, bad[i].n, bad[i].count,
+                                           bad[i].idx, bad[i].val);
         assert_int_equal(server_apply_upload(s, buf, len, 2, 7), bad[i].why);
     }
     uint32_t idx[1] = {1};

@@ -167,14 +167,45 @@ static wire_header wire_h(uint32_t count)
                          .participant = 3, .epoch = 7, .n = 100, .count = count};
 }
 
-static void wire_seed(const char *name, wire_header h, const uint32_t *idx, const float *val,
-                      long adjust)
+/* enc 0: the encoding wire_pack chooses. */
+static void wire_seed_as(const char *name, wire_header h, const uint32_t *idx, const float *val,
+                         long adjust, wire_encoding enc)
 {
     uint8_t buf[1024];
-    size_t len = wire_pack(buf, sizeof buf, &h, idx, val);
+    size_t len = enc ? wire_pack_as(buf, sizeof buf, &h, idx, val, enc)
+                     : wire_pack(buf, sizeof buf, &h, idx, val);
     if (!len)
         die(name, "wire_pack");
     put_file("wire", name, buf, (size_t)((long)len + adjust));
+}
+
+static void wire_seed(const char *name, wire_header h, const uint32_t *idx, const float *val,
+                      long adjust)
+{
+    wire_seed_as(name, h, idx, val, adjust, 0);
+}
+
+/* A message wire_pack would not write: wire_h's header with this n, count
+ * and encoding byte, the index section as given, and count values of 0.5. */
+static void wire_raw(const char *name, uint32_t n, uint32_t count, uint8_t enc,
+                     const uint8_t *section, size_t section_len)
+{
+    uint8_t buf[1024];
+    wire_header h = wire_h(0);
+    h.n = n;
+    if (wire_pack(buf, sizeof buf, &h, NULL, NULL) != WIRE_HEADER_BYTES ||
+        WIRE_HEADER_BYTES + section_len + 4 * (size_t)count > sizeof buf)
+        die(name, "wire_pack");
+    buf[20] = (uint8_t)count; buf[21] = (uint8_t)(count >> 8);
+    buf[22] = (uint8_t)(count >> 16); buf[23] = (uint8_t)(count >> 24);
+    buf[24] = enc;
+    memcpy(buf + WIRE_HEADER_BYTES, section, section_len);
+    uint8_t *v = buf + WIRE_HEADER_BYTES + section_len;
+    for (uint32_t i = 0; i < count; i++, v += 4) { /* 0.5f = 0x3F000000 */
+        v[0] = v[1] = v[2] = 0;
+        v[3] = 0x3F;
+    }
+    put_file("wire", name, buf, WIRE_HEADER_BYTES + section_len + 4 * (size_t)count);
 }
 
 static void wire_seeds(void)
@@ -182,6 +213,7 @@ static void wire_seeds(void)
     const uint32_t idx[] = {0, 5, 17, 42, 99, 100, 3};
     const float val[] = {0.5f, -0.25f, 1.0f, -1.0f, 0.125f, 0.0f, 0.75f};
     wire_header h;
+    /* Valid messages, in the encoding wire_pack picks. */
     wire_seed("upload-count-0", wire_h(0), idx, val, 0);
     wire_seed("upload-count-1", wire_h(1), idx, val, 0);
     h = wire_h(4);
@@ -192,11 +224,37 @@ static void wire_seeds(void)
     h.type = WIRE_DOWNLOAD;
     h.participant = WIRE_ANY_PARTICIPANT;
     wire_seed("download-broadcast-2", h, idx, val, 0);
+    /* Every encoding, of entries where it is the smallest, and of the same
+     * 4 entries in each (the harness's own expectations accept them). */
+    uint32_t many[100];
+    float many_val[100];
+    for (uint32_t i = 0; i < 100; i++) {
+        many[i] = i;
+        many_val[i] = (float)i / 128 - 0.375f;
+    }
+    wire_seed("dense-100", wire_h(100), many, many_val, 0);
+    uint32_t odd[50], most[97], k = 0;
+    for (uint32_t i = 0; i < 50; i++)
+        odd[i] = 2 * i + 1;
+    for (uint32_t i = 0; i < 100; i++)
+        if (i % 33 != 7)
+            most[k++] = i;                                    /* 7, 40 and 73 absent */
+    wire_seed("bitmap-50", wire_h(50), odd, many_val, 0);
+    wire_seed("complement-97", wire_h(97), most, many_val, 0);
+    const wire_encoding sparse[] = {WIRE_ENC_DELTA, WIRE_ENC_BITMAP, WIRE_ENC_COMPLEMENT};
+    const char *sparse_names[] = {"delta-4", "bitmap-4", "complement-4"};
+    for (int e = 0; e < 3; e++)
+        wire_seed_as(sparse_names[e], wire_h(4), idx, val, 0, sparse[e]);
+    const uint32_t far[] = {200, 200 + 1 + 20000, 200 + 1 + 20000 + 1 + 3000000};
+    h = wire_h(3);
+    h.n = UINT32_MAX;                                         /* 2-, 3- and 4-byte varints */
+    wire_seed("delta-long-varints", h, far, val, 0);
+    /* One file per refusal of the header. */
     h = wire_h(2);
     h.magic ^= 1;
     wire_seed("bad-magic", h, idx, val, 0);
     h = wire_h(2);
-    h.version = 2;
+    h.version = 1;
     wire_seed("bad-version", h, idx, val, 0);
     h = wire_h(2);
     h.type = 7;
@@ -213,16 +271,42 @@ static void wire_seeds(void)
     wire_seed("truncated-entries", wire_h(3), idx, val, -5);
     wire_seed("bad-length", wire_h(3), idx, val, +3);
     wire_seed("truncated-header", wire_h(0), idx, val, -10);
-    const uint32_t out_of_range[] = {5, 100};
-    wire_seed("bad-index", wire_h(2), out_of_range, val, 0);
-    const uint32_t repeated[] = {5, 5};
-    wire_seed("repeated-index", wire_h(2), repeated, val, 0);
-    const uint32_t decreasing[] = {9, 4};
-    wire_seed("decreasing-index", wire_h(2), decreasing, val, 0);
+    wire_seed_as("bitmap-truncated", wire_h(3), idx, val, -1, WIRE_ENC_BITMAP);
+    wire_seed_as("complement-bad-length", wire_h(3), idx, val, +2, WIRE_ENC_COMPLEMENT);
+    /* And of the index section and the values. */
+    const uint8_t out_of_range[] = {5, 94};                  /* 5, then 5 + 1 + 94 = 100 */
+    wire_raw("bad-index", 100, 2, WIRE_ENC_DELTA, out_of_range, sizeof out_of_range);
+    const uint8_t repeated[] = {5, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F}; /* gap - 1 = 2^32 - 1 */
+    wire_raw("repeated-index", 100, 2, WIRE_ENC_DELTA, repeated, sizeof repeated);
+    const uint8_t decreasing[] = {9, 0xFA, 0xFF, 0xFF, 0xFF, 0x0F}; /* 4 - 9 - 1 */
+    wire_raw("decreasing-index", 100, 2, WIRE_ENC_DELTA, decreasing, sizeof decreasing);
+    const uint8_t non_minimal[] = {5, 0x81, 0x00};
+    wire_raw("varint-not-minimal", 100, 2, WIRE_ENC_DELTA, non_minimal, sizeof non_minimal);
+    const uint8_t six_bytes[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+    wire_raw("varint-six-bytes", 100, 1, WIRE_ENC_DELTA, six_bytes, sizeof six_bytes);
+    const uint8_t beyond_32[] = {0x80, 0x80, 0x80, 0x80, 0x10};
+    wire_raw("varint-too-big", 100, 1, WIRE_ENC_DELTA, beyond_32, sizeof beyond_32);
+    const uint8_t unfinished[] = {5, 0x80};
+    wire_raw("varint-unfinished", 100, 2, WIRE_ENC_DELTA, unfinished, sizeof unfinished);
+    const uint8_t none[1] = {0};
+    wire_raw("unknown-encoding", 100, 0, 0, none, 0);
+    wire_raw("encoding-5", 100, 1, 5, none, 1);
+    uint8_t bitmap[13] = {0x21};                              /* 0 and 5 */
+    bitmap[12] = 0x10;                                        /* bit 100: beyond n */
+    wire_raw("bitmap-bit-beyond-n", 100, 3, WIRE_ENC_BITMAP, bitmap, sizeof bitmap);
+    bitmap[12] = 0;
+    wire_raw("bitmap-popcount", 100, 3, WIRE_ENC_BITMAP, bitmap, sizeof bitmap);
+    wire_raw("dense-count-not-n", 100, 4, WIRE_ENC_DENSE, none, 0);
+    uint8_t absent[96] = {0};                                 /* 0..95 absent: 96..99 present */
+    absent[95] = 5;                                           /* ... but the last one is 100 */
+    wire_raw("complement-bad-index", 100, 4, WIRE_ENC_COMPLEMENT, absent, sizeof absent);
+    absent[95] = 0xFF;
+    wire_raw("complement-unfinished", 100, 4, WIRE_ENC_COMPLEMENT, absent, sizeof absent);
     const float nan_val[] = {0.5f, NAN}, inf_val[] = {-INFINITY, 0.5f}, big[] = {0.5f, 1.5f};
     wire_seed("nan-value", wire_h(2), idx, nan_val, 0);
     wire_seed("inf-value", wire_h(2), idx, inf_val, 0);
     wire_seed("beyond-gamma", wire_h(2), idx, big, 0);
+    wire_seed_as("bitmap-nan-value", wire_h(2), idx, nan_val, 0, WIRE_ENC_BITMAP);
     /* A count whose size overflows 32 bits: written by hand (wire_pack
      * would need the entries). */
     uint8_t huge[WIRE_HEADER_BYTES + 8];
