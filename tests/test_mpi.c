@@ -465,7 +465,8 @@ static void test_hostile_uploads_are_refused_and_change_nothing(void **state)
     hostile good = bad;
     good.honest = 1;
     int victim_rank = 1 + 1 % (size - 1); /* where participant 1 lives */
-    run_hooks hb = {victim_rank, tamper, &bad, 0}, hg = {victim_rank, tamper, &good, 0};
+    run_hooks hb = {.tamper_rank = victim_rank, .tamper = tamper, .tamper_arg = &bad},
+              hg = {.tamper_rank = victim_rank, .tamper = tamper, .tamper_arg = &good};
     run_result rb, rg;
     run_ok(&c, MPI_COMM_WORLD, &hb, &rb);
     run_ok(&c, MPI_COMM_WORLD, &hg, &rg);
@@ -490,52 +491,113 @@ static void test_hostile_uploads_are_refused_and_change_nothing(void **state)
     run_result_free(&rg);
 }
 
-/* A rank that sends each upload six times. The copies are small (under
- * Open MPI's eager limit), so they never block their sender. They are
- * refused, every participant on the other ranks is served every epoch, and
- * the run finishes. The flooding rank's own participants may lose turns: a
- * copy still in flight can be taken as their next answer (and refused).
- * (Large copies would block the hostile sender in its own sends and the
- * server would wait for it: see the README's limits.) */
-static void flood_is_refused(config_schedule schedule)
+/* A rank that sends each upload six times. With theta_u = 0.005 the copies
+ * are small (Open MPI sends them eagerly); with theta_u = 1 they are large
+ * (rendezvous: the flooding rank blocks in its own sends until the server
+ * takes each copy). Every copy is refused as unsolicited and nothing else
+ * is; every turn, the flooding rank's own included, is served; and for the
+ * deterministic schedules the final model is bit-identical to the run
+ * without the flood, because a copy carries a tag no later turn waits for. */
+static void flood_is_refused(config_schedule schedule, double theta_u)
 {
     config_t c;
     small_config(&c);
     c.schedule = schedule;
     c.epochs = 3;
-    c.theta_u = 0.005; /* 64 entries: 536-byte uploads */
+    c.theta_u = theta_u;
     int victim_rank = 1 + 1 % (size - 1);
-    run_hooks flood = {victim_rank, NULL, NULL, 5};
-    run_result b;
+    run_hooks flood = {.tamper_rank = victim_rank, .flood = 5};
+    run_result b, clean;
     run_ok(&c, MPI_COMM_WORLD, &flood, &b);
+    run_ok(&c, MPI_COMM_WORLD, NULL, &clean);
     if (rank == 0) {
-        uint64_t rejected = 0, hosted = 0;
+        uint64_t accepted = 0, hosted = 0;
         for (int p = 0; p < c.participants; p++)
             hosted += 1 + p % (size - 1) == victim_rank;
-        for (int e = 0; e < c.epochs; e++) {
-            assert_true(b.rows[e].uploads_accepted >= (uint64_t)c.participants - hosted);
-            rejected += b.rows[e].uploads_rejected;
-        }
-        uint64_t copies = 5 * hosted * (uint64_t)c.epochs;
-        print_message("flood (%s): %llu messages refused (%llu copies sent), %llu as "
-                      "unsolicited\n", config_schedule_name(schedule),
-                      (unsigned long long)rejected, (unsigned long long)copies,
-                      (unsigned long long)b.rejected_for[WIRE_UNSOLICITED]);
-        assert_true(rejected >= 1 && b.rejected_for[WIRE_UNSOLICITED] >= 1);
+        for (int e = 0; e < c.epochs; e++)
+            accepted += b.rows[e].uploads_accepted;
+        uint64_t copies = 5 * hosted * (uint64_t)c.epochs, unsolicited =
+            b.rejected_for[WIRE_UNSOLICITED];
+        print_message("flood (%s, theta_u %g): %llu of %llu copies refused by the end\n",
+                      config_schedule_name(schedule), theta_u, (unsigned long long)unsolicited,
+                      (unsigned long long)copies);
+        assert_int_equal(accepted, (uint64_t)c.participants * c.epochs);
+        assert_true(unsolicited >= 1 && unsolicited <= copies);
+        for (int r = 0; r < WIRE_REASONS; r++)
+            if (r != WIRE_UNSOLICITED && b.rejected_for[r])
+                fail_msg("%llu uploads refused as '%s'", (unsigned long long)b.rejected_for[r],
+                         wire_reason_name((wire_reason)r));
+        if (schedule != SCHEDULE_ASYNC) /* async applies in arrival order */
+            assert_memory_equal(b.params, clean.params, b.n * sizeof(float));
     }
     run_result_free(&b);
+    run_result_free(&clean);
 }
 
-static void test_flooding_rank_is_refused_and_others_served(void **state)
+static void test_flooding_rank_is_refused_and_changes_nothing(void **state)
 {
     (void)state;
     if (size < 2) {
         skip();
         return;
     }
-    flood_is_refused(SCHEDULE_ROUND_ROBIN);
-    flood_is_refused(SCHEDULE_SYNC);
-    flood_is_refused(SCHEDULE_ASYNC);
+    const config_schedule schedules[] = {SCHEDULE_ROUND_ROBIN, SCHEDULE_SYNC, SCHEDULE_ASYNC};
+    for (size_t i = 0; i < 3; i++) {
+        flood_is_refused(schedules[i], 0.005);
+        flood_is_refused(schedules[i], 1);
+    }
+}
+
+/* Messages cut into pieces of 100 (and 4096) bytes, as messages past MPI's
+ * int count are cut into 1 GiB pieces, give the same bits: downloads,
+ * uploads, and the state a checkpoint gathers and a resume scatters. */
+static void test_messages_in_pieces_same_bits(void **state)
+{
+    (void)state;
+    const config_schedule schedules[] = {SCHEDULE_ROUND_ROBIN, SCHEDULE_SYNC};
+    const size_t pieces[] = {100, 4096};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t j = 0; j < 2; j++) {
+            config_t c;
+            small_config(&c);
+            c.schedule = schedules[i];
+            c.residual = 1;
+            c.epochs = 3;
+            run_hooks cut = {.piece_bytes = pieces[j]};
+            run_result whole, first, second;
+            run_ok(&c, MPI_COMM_WORLD, NULL, &whole);
+            char path[256];
+            checkpoint_path(path, sizeof path);
+            c.epochs = 2;
+            strcpy(c.checkpoint, path);
+            run_ok(&c, MPI_COMM_WORLD, &cut, &first);
+            c.epochs = 3;
+            strcpy(c.resume, path);
+            run_ok(&c, MPI_COMM_WORLD, &cut, &second);
+            if (rank == 0) {
+                assert_memory_equal(whole.params, second.params, whole.n * sizeof(float));
+                for (int e = 0; e < 2; e++) {
+                    metrics_row a = whole.rows[e], b = first.rows[e];
+                    a.seconds = b.seconds = 0;
+                    assert_memory_equal(&a, &b, sizeof a);
+                }
+                remove(path);
+            }
+            run_result_free(&whole);
+            run_result_free(&first);
+            run_result_free(&second);
+        }
+    /* async: arrival order decides the bits, so only completeness. */
+    config_t c;
+    small_config(&c);
+    c.schedule = SCHEDULE_ASYNC;
+    run_hooks cut = {.piece_bytes = 100};
+    run_result r;
+    run_ok(&c, MPI_COMM_WORLD, &cut, &r);
+    if (rank == 0)
+        for (int e = 0; e < c.epochs; e++)
+            assert_int_equal(r.rows[e].uploads_accepted, (uint64_t)c.participants);
+    run_result_free(&r);
 }
 
 int main(int argc, char **argv)
@@ -557,7 +619,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),
         cmocka_unit_test(test_async_serves_every_participant_each_epoch),
         cmocka_unit_test(test_hostile_uploads_are_refused_and_change_nothing),
-        cmocka_unit_test(test_flooding_rank_is_refused_and_others_served),
+        cmocka_unit_test(test_flooding_rank_is_refused_and_changes_nothing),
+        cmocka_unit_test(test_messages_in_pieces_same_bits),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* Any rank's failure fails the whole test. */
