@@ -123,6 +123,12 @@ size_t wire_pack(uint8_t *buf, size_t cap, const wire_header *h, const uint32_t 
 size_t wire_pack_as(uint8_t *buf, size_t cap, const wire_header *h, const uint32_t *idx,
                     const float *val, wire_encoding enc);
 
+/* wire_pack of a whole vector (h->count must equal h->n): what wire_pack
+ * gives for the indices 0..n-1 and these values, without an index array or
+ * a pass over one. The server's full downloads, 4n bytes a turn. Returns 0
+ * if count != n or cap is too small. */
+size_t wire_pack_dense(uint8_t *buf, size_t cap, const wire_header *h, const float *values);
+
 /* What the receiver expects. participant or epoch = UINT32_MAX: not checked;
  * n and max_count are always checked. */
 typedef struct {

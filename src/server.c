@@ -64,19 +64,18 @@ size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, i
                             uint8_t *buf, size_t cap)
 {
     size_t n = s->opts.n, count;
-    if (full || s->opts.download == DOWNLOAD_ALL || s->opts.k_down >= n) {
-        count = n;
-        for (size_t i = 0; i < n; i++)
-            s->idx[i] = (uint32_t)i;
-    } else if (s->opts.download == DOWNLOAD_STAT) {
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_DOWNLOAD, participant, epoch, (uint32_t)n,
+                     (uint32_t)n};
+    if (full || s->opts.download == DOWNLOAD_ALL || s->opts.k_down >= n)
+        return wire_pack_dense(buf, cap, &h, s->w); /* no index array: 4n bytes a turn */
+    if (s->opts.download == DOWNLOAD_STAT) {
         count = select_largest_f64(s->stat, n, s->opts.k_down, s->idx, s->sel);
     } else {
         count = select_random(n, s->opts.k_down, &s->rng, s->idx);
     }
     for (size_t i = 0; i < count; i++)
         s->val[i] = s->w[s->idx[i]];
-    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_DOWNLOAD, participant, epoch, (uint32_t)n,
-                     (uint32_t)count};
+    h.count = (uint32_t)count;
     return wire_pack(buf, cap, &h, s->idx, s->val);
 }
 

@@ -259,6 +259,15 @@ size_t wire_pack_as(uint8_t *buf, size_t cap, const wire_header *h, const uint32
     return size;
 }
 
+size_t wire_pack_dense(uint8_t *buf, size_t cap, const wire_header *h, const float *values)
+{
+    uint64_t size = WIRE_HEADER_BYTES + 4 * (uint64_t)h->n;
+    if (h->count != h->n || size > cap)
+        return 0;
+    write_message(buf, h, NULL, values, WIRE_ENC_DENSE); /* dense reads no index */
+    return (size_t)size;
+}
+
 size_t wire_pack(uint8_t *buf, size_t cap, const wire_header *h, const uint32_t *idx,
                  const float *val)
 {

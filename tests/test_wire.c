@@ -1300,10 +1300,40 @@ static void test_random_mutations_never_overrun_and_ok_means_valid(void **state)
     assert_true(reasons_seen >= 10);
 }
 
+/* wire_pack_dense (the server's full downloads) writes the same bytes as
+ * wire_pack given every index, and refuses what is not a whole vector. */
+static void test_pack_dense_equals_pack_of_every_index(void **state)
+{
+    (void)state;
+    const uint32_t sizes[] = {1, 2, 7, 64, 1000, 101770};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        uint32_t n = sizes[t];
+        uint32_t *idx = malloc(n * sizeof *idx);
+        float *val = malloc(n * sizeof *val);
+        size_t cap = wire_size(n);
+        uint8_t *a = malloc(cap), *b = malloc(cap);
+        assert_non_null(idx); assert_non_null(val); assert_non_null(a); assert_non_null(b);
+        for (uint32_t i = 0; i < n; i++) {
+            idx[i] = i;
+            val[i] = (float)i * 0.37f - (float)(i % 5);
+        }
+        wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_DOWNLOAD, 9, 4, n, n};
+        size_t la = wire_pack(a, cap, &h, idx, val), lb = wire_pack_dense(b, cap, &h, val);
+        assert_int_equal(la, (size_t)WIRE_HEADER_BYTES + 4 * (size_t)n);
+        assert_int_equal(la, lb);
+        assert_memory_equal(a, b, la);
+        assert_int_equal(wire_pack_dense(b, lb - 1, &h, val), 0);
+        h.count = n - 1;
+        assert_int_equal(wire_pack_dense(b, cap, &h, val), 0);
+        free(idx); free(val); free(a); free(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_size_bounds_every_packed_message),
+        cmocka_unit_test(test_pack_dense_equals_pack_of_every_index),
         cmocka_unit_test(test_round_trip_zero_and_one_entry),
         cmocka_unit_test(test_round_trip_special_values_bit_exact),
         cmocka_unit_test(test_round_trip_every_encoding_every_density),
