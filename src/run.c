@@ -436,9 +436,16 @@ static void worker_loop(run_state *st)
             send_upload(st, participant_step(st, part, st->down_buf, len, epoch),
                         turn_tag(st, epoch, p));
         } else if (op == CMD_ASYNC) {
+            /* The first participant asks; the server answers each upload
+             * with the download of the rank's next participant, which saves
+             * a round trip a turn. */
+            if (st->local_count > 0) {
+                int first = (int)participant_id(st->local[0]);
+                mpi_check(MPI_Send(&first, 1, MPI_INT, 0, TAG_REQUEST, st->comm),
+                          "MPI_Send(request)", st);
+            }
             for (int s = 0; s < st->local_count; s++) {
                 int who = (int)participant_id(st->local[s]);
-                mpi_check(MPI_Send(&who, 1, MPI_INT, 0, TAG_REQUEST, st->comm), "MPI_Send(request)", st);
                 size_t len = recv_download(st);
                 send_upload(st, participant_step(st, st->local[s], st->down_buf, len, epoch),
                             turn_tag(st, epoch, who));
@@ -525,8 +532,7 @@ static void drain_unsolicited(run_state *st, int source, int answer_tag)
  * would otherwise never take our message, each side waiting on the other.
  * answer_tag: the tag of the upload these sends may already have provoked
  * (a download's sender can learn of its completion after the answer came),
- * -1 if none, or NO_DRAIN to leave every upload queued. */
-#define NO_DRAIN INT_MIN
+ * or -1 if none. */
 
 static void complete_sends(run_state *st, int dest, MPI_Request *req, int count, int answer_tag,
                            const char *what)
@@ -538,8 +544,7 @@ static void complete_sends(run_state *st, int dest, MPI_Request *req, int count,
         mpi_check(MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE), "MPI_Testall", st);
         if (done)
             return;
-        if (answer_tag != NO_DRAIN)
-            drain_unsolicited(st, dest, answer_tag);
+        drain_unsolicited(st, dest, answer_tag);
         if (++spins > 64) {
             struct timespec pause = {0, 20000};
             nanosleep(&pause, NULL);
@@ -700,7 +705,23 @@ static void epoch_sync(run_state *st, int epoch)
     free(inflight);
 }
 
-/* All participants at once; the server serves requests in arrival order. */
+/* Sends participant p (on rank src) its async download: the global model
+ * as it is now. src owes no upload at this point (it asked for its first
+ * participant, or its previous upload was just applied), so the server may
+ * refuse src's stray uploads while the download goes: a flooding rank
+ * blocked in sending a large copy would otherwise never take it. */
+static void async_serve(run_state *st, int src, int p, int epoch, char *requested)
+{
+    requested[p] = 1;
+    size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0, st->down_buf,
+                                      st->down_cap);
+    st->bytes_down += len;
+    server_send(st, src, TAG_DOWNLOAD, st->down_buf, len, turn_tag(st, epoch, p), "a download");
+}
+
+/* All participants at once: each rank asks for its first participant's
+ * download, and every upload is answered with the download of the rank's
+ * next participant; the server serves in arrival order. */
 static void epoch_async(run_state *st, int epoch, const int *order)
 {
     int N = st->cfg->participants;
@@ -753,22 +774,14 @@ static void epoch_async(run_state *st, int epoch, const int *order)
             mpi_check(MPI_Recv(&p, 1, MPI_INT, src, TAG_REQUEST, st->comm, MPI_STATUS_IGNORE),
                       "MPI_Recv(request)", st);
             if (p < 0 || p >= N || owner_of(st, p) != src || requested[p]) {
-                /* Not answered: an honest rank never asks twice or for
-                 * another rank's participant. */
+                /* Not answered: an honest rank asks once, for its own
+                 * first participant. */
                 server_count_rejection(st->server, WIRE_UNSOLICITED);
                 log_refusal(st, src, -1, "a download request for a participant it does not "
                             "host or asked for already");
                 continue;
             }
-            requested[p] = 1;
-            size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
-                                              st->down_buf, st->down_cap);
-            st->bytes_down += len;
-            /* No drain while it goes: src may owe an earlier participant's
-             * upload, not yet seen, as requests and uploads travel apart.
-             * (A flooding rank cannot block us: it sends its copies before
-             * its next request, and this loop takes and refuses them.) */
-            server_send(st, src, TAG_DOWNLOAD, st->down_buf, len, NO_DRAIN, "a download");
+            async_serve(st, src, p, epoch, requested);
         } else {
             /* An upload answers a requested turn of src by its tag. */
             int p = -1;
@@ -784,6 +797,9 @@ static void epoch_async(run_state *st, int epoch, const int *order)
             receive_and_apply(st, src, p, epoch);
             uploaded[p] = 1;
             done++;
+            int next = p + (st->size - 1);
+            if (next < N && !requested[next])
+                async_serve(st, src, next, epoch, requested);
         }
     }
     free(uploaded);
