@@ -91,6 +91,35 @@ static int hosted_by(const run_state *st, int r)
 
 static void drain_unsolicited(run_state *st, int source, int answer_tag);
 
+/* The back-off of every waiting loop: a few quick rounds, then 20 us of
+ * sleep a round. patience_wait returns 1 once `limit` seconds (0 = never)
+ * have passed since patience_start. */
+typedef struct { unsigned rounds; double start, limit; } patience;
+
+static patience patience_start(double limit)
+{
+    return (patience){0, limit > 0 ? now_seconds() : 0, limit};
+}
+
+static int patience_wait(patience *p)
+{
+    if (++p->rounds <= 64)
+        return 0;
+    struct timespec pause = {0, 20000};
+    nanosleep(&pause, NULL);
+    return p->limit > 0 && now_seconds() - p->start > p->limit;
+}
+
+/* Ends the job when a worker rank has not answered within --rank-timeout. */
+static void stop_unanswered(const run_state *st, int rank, double limit, const char *awaiting)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "rank %d has not answered for %g s (waiting for %s): stopping the "
+             "job. If its work is that slow, raise --rank-timeout; --resume continues from the "
+             "last checkpoint", rank, limit, awaiting);
+    fatal(st, msg);
+}
+
 /* Blocking probe that yields the core while it waits: Open MPI's own
  * blocking calls spin, which starves co-located ranks on a small machine.
  * The server waits for a worker at most `limit` seconds (0 = forever): a rank
@@ -102,8 +131,7 @@ static void drain_unsolicited(run_state *st, int source, int answer_tag);
 static void wait_message(run_state *st, MPI_Comm comm, int source, int tag, double limit,
                          int drain, const char *what, MPI_Status *status)
 {
-    unsigned spins = 0;
-    double start = limit > 0 ? now_seconds() : 0;
+    patience wait = patience_start(limit);
     for (;;) {
         int flag = 0;
         mpi_check(MPI_Iprobe(source, tag, comm, &flag, status), "MPI_Iprobe", st);
@@ -111,17 +139,8 @@ static void wait_message(run_state *st, MPI_Comm comm, int source, int tag, doub
             return;
         if (drain)
             drain_unsolicited(st, source, comm == st->up_comm ? tag : -1);
-        if (++spins > 64) {
-            struct timespec pause = {0, 20000};
-            nanosleep(&pause, NULL);
-            if (limit > 0 && now_seconds() - start > limit) {
-                char msg[320];
-                snprintf(msg, sizeof msg, "rank %d has not answered for %g s (awaiting %s): "
-                         "stopping the job. If its work is that slow, raise --rank-timeout; "
-                         "--resume continues from the last checkpoint", source, limit, what);
-                fatal(st, msg);
-            }
-        }
+        if (patience_wait(&wait))
+            stop_unanswered(st, source, limit, what);
     }
 }
 
@@ -537,24 +556,17 @@ static void drain_unsolicited(run_state *st, int source, int answer_tag)
 static void complete_sends(run_state *st, int dest, MPI_Request *req, int count, int answer_tag,
                            const char *what)
 {
-    double start = now_seconds(), limit = reply_limit(st, 1);
-    unsigned spins = 0;
+    patience wait = patience_start(reply_limit(st, 1));
     for (;;) {
         int done = 0;
         mpi_check(MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE), "MPI_Testall", st);
         if (done)
             return;
         drain_unsolicited(st, dest, answer_tag);
-        if (++spins > 64) {
-            struct timespec pause = {0, 20000};
-            nanosleep(&pause, NULL);
-            if (limit > 0 && now_seconds() - start > limit) {
-                char msg[320];
-                snprintf(msg, sizeof msg, "rank %d has not taken %s for %g s: stopping the job. "
-                         "If its work is that slow, raise --rank-timeout; --resume continues "
-                         "from the last checkpoint", dest, what, limit);
-                fatal(st, msg);
-            }
+        if (patience_wait(&wait)) {
+            char awaiting[96];
+            snprintf(awaiting, sizeof awaiting, "it to take %s", what);
+            stop_unanswered(st, dest, wait.limit, awaiting);
         }
     }
 }
@@ -735,8 +747,7 @@ static void epoch_async(run_state *st, int epoch, const int *order)
     if (!uploaded || !requested)
         fatal(st, "out of memory");
     int done = 0;
-    double last_heard = now_seconds();
-    unsigned idle = 0;
+    patience wait = patience_start(reply_limit(st, 1)); /* restarted by every message */
     while (done < N) {
         /* Requests come on comm, uploads on up_comm: poll both. */
         MPI_Status status;
@@ -747,27 +758,19 @@ static void epoch_async(run_state *st, int epoch, const int *order)
             mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, st->up_comm, &is_upload, &status),
                       "MPI_Iprobe", st);
         if (!is_request && !is_upload) {
-            if (++idle > 64) {
-                struct timespec pause = {0, 20000};
-                nanosleep(&pause, NULL);
-                double limit = reply_limit(st, 1);
-                if (limit > 0 && now_seconds() - last_heard > limit) {
-                    int p = 0;
-                    while (p < N && uploaded[p])
-                        p++;
-                    char msg[320];
-                    snprintf(msg, sizeof msg, "no rank has answered for %g s in an async epoch "
-                             "(%d of %d uploads in; participant %d of rank %d is missing): "
-                             "stopping the job. If the work is that slow, raise "
-                             "--rank-timeout; --resume continues from the last checkpoint",
-                             limit, done, N, p, owner_of(st, p));
-                    fatal(st, msg);
-                }
+            if (patience_wait(&wait)) {
+                int p = 0;
+                while (p < N && uploaded[p])
+                    p++;
+                char awaiting[160];
+                snprintf(awaiting, sizeof awaiting, "participant %d's upload in epoch %d; no "
+                         "rank has sent anything meanwhile, %d of %d uploads are in", p, epoch,
+                         done, N);
+                stop_unanswered(st, owner_of(st, p), wait.limit, awaiting);
             }
             continue;
         }
-        idle = 0;
-        last_heard = now_seconds();
+        wait = patience_start(wait.limit);
         int src = status.MPI_SOURCE;
         if (is_request) {
             int p = -1;

@@ -41,7 +41,9 @@ mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --resume ck.h5 --checkpo
 echo "rank death: job ended ${took}s after rank 2 was killed (exit $rc), resumed from epoch $epoch"
 
 # 1b. A rank hangs (SIGSTOP: a stuck node looks like this to MPI, which
-# notices nothing). The server stops the job once --rank-timeout passes.
+# notices nothing). The server stops the job once --rank-timeout passes (3 s
+# per participant the awaited reply covers: 9 s for an evaluation of rank 1's
+# 3 participants).
 rm -f ck.h5
 mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --epochs 100000 --checkpoint ck.h5 \
   --checkpoint-every 1 --rank-timeout 3 > hang.log 2>&1 &
@@ -59,8 +61,8 @@ set +e; timeout 60 bash -c "wait $job" 2>/dev/null; wait "$job"; rc=$?; set -e
 took=$(( $(date +%s) - start ))
 kill -9 "$victim" 2>/dev/null || true
 [[ $rc -ne 0 ]] || fail "the job survived a hung rank"
-[[ $took -le 20 ]] || fail "the job took ${took}s to end with --rank-timeout 3"
-grep -Eq "rank 1 has not (answered|taken .*) for 3 s" hang.log || fail "the message does not name rank 1: $(cat hang.log)"
+[[ $took -le 25 ]] || fail "the job took ${took}s to end with --rank-timeout 3"
+grep -Eq "rank 1 has not answered for [0-9]+ s \(waiting for " hang.log || fail "the message does not name rank 1: $(cat hang.log)"
 "$bin" inspect ck.h5 > inspect.log || fail "checkpoint unreadable after the hang: $(cat inspect.log)"
 epoch=$(awk '$1 == "epoch" { print $2 }' inspect.log)
 mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --resume ck.h5 --checkpoint ck.h5 \
