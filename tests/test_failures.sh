@@ -14,6 +14,17 @@ tmp=$(mktemp -d)
 trap 'umount "$tmp/small" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 cd "$tmp"
 fail() { echo "failure test FAIL: $*"; exit 1; }
+# The pid of MPI rank $1 of the running job (by its environment).
+rank_pid() {
+  local pid
+  for pid in $(pgrep -f "$bin train"); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
 small=(--participants 6 --shard-size 300 --model d64-relu,d10 --eval-size 500 --quiet)
 
 # 1. A rank dies.
@@ -22,11 +33,7 @@ mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --epochs 100000 --checkp
 job=$!
 for _ in $(seq 1 100); do [[ -f ck.h5 ]] && break; sleep 0.1; done
 [[ -f ck.h5 ]] || fail "no checkpoint after 10 s"
-victim=""
-for pid in $(pgrep -f "$bin train"); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=2"; then victim=$pid; fi
-done
-[[ -n "$victim" ]] || fail "could not find rank 2"
+victim=$(rank_pid 2) || fail "could not find rank 2"
 start=$(date +%s)
 kill -9 "$victim"
 set +e; timeout 60 bash -c "wait $job" 2>/dev/null; wait "$job"; rc=$?; set -e
@@ -50,11 +57,7 @@ mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --epochs 100000 --checkp
 job=$!
 for _ in $(seq 1 100); do [[ -f ck.h5 ]] && break; sleep 0.1; done
 [[ -f ck.h5 ]] || fail "no checkpoint after 10 s"
-victim=""
-for pid in $(pgrep -f "$bin train"); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then victim=$pid; fi
-done
-[[ -n "$victim" ]] || fail "could not find rank 1"
+victim=$(rank_pid 1) || fail "could not find rank 1"
 start=$(date +%s)
 kill -STOP "$victim"
 set +e; timeout 60 bash -c "wait $job" 2>/dev/null; wait "$job"; rc=$?; set -e
