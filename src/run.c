@@ -3,7 +3,6 @@
  * when, and moves their messages. */
 #include "run.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
