@@ -1,0 +1,81 @@
+/* run_internal: the state of one `dssgd train` run, shared by run.c (set-up,
+ * the worker loop, the modes, evaluation, checkpoints) and schedule.c (the
+ * epochs of each schedule), and where participants live.
+ *
+ * Placement: with one rank everything runs in rank 0, participant p in slot
+ * p. With P > 1 ranks, rank 0 hosts the server and participant p lives on
+ * rank 1 + p mod (P-1), in slot p / (P-1) there. */
+#ifndef DSSGD_RUN_INTERNAL_H
+#define DSSGD_RUN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "model.h"
+#include "participant.h"
+#include "rng.h"
+#include "run.h"
+#include "server.h"
+#include "transport.h"
+
+typedef struct {
+    const config_t *cfg;
+    const run_hooks *hooks;
+    transport_t tr;
+    dataset_t train, test;
+    model_t model;
+    size_t n, k_up, k_down;
+    dataset_shards shards;
+    int local_count;              /* participants hosted on this rank */
+    participant_t **local;        /* (local_count) by slot */
+    char *told_budget;            /* (local_count) the DP cap's stop was reported */
+    participant_ctx ctx;
+    model_ws *eval_ws;
+    uint8_t *down_buf;            /* (down_cap = wire_size(n)) */
+    uint8_t *up_buf;              /* (up_cap = wire_size(n) + slack: tamper hooks may grow it) */
+    size_t down_cap, up_cap;
+    int held;                     /* one rank: the participant whose upload waits in up_buf
+                                     for the server (schedule.c), -1 if none */
+    size_t held_len;
+    server_t *server;             /* rank 0 */
+    rng_t schedule_rng;           /* rank 0: order of the random schedule */
+    double *part_acc;             /* (participants) rank 0 */
+    double *part_eps;             /* (participants) cumulative epsilon, rank 0 */
+    uint64_t bytes_up, bytes_down;/* this epoch */
+} run_state;
+
+/* ---- placement: participant p <-> (rank, slot) -------------------------- */
+
+/* The first rank that hosts participants, and how many ranks do. */
+static inline int run_first_host(int size) { return size == 1 ? 0 : 1; }
+static inline int run_hosts(int size) { return size == 1 ? 1 : size - 1; }
+
+static inline int run_rank_of(int size, int p) { return run_first_host(size) + p % run_hosts(size); }
+static inline int run_slot_of(int size, int p) { return p / run_hosts(size); }
+static inline int run_participant_at(int size, int rank, int slot)
+{
+    return rank - run_first_host(size) + slot * run_hosts(size);
+}
+
+/* How many of N participants rank hosts. */
+static inline int run_hosted_by(int size, int participants, int rank)
+{
+    int first = rank - run_first_host(size);
+    return first >= 0 && first < participants
+               ? (participants - 1 - first) / run_hosts(size) + 1 : 0;
+}
+
+/* ---- what schedule.c uses of run.c -------------------------------------- */
+
+/* Participant part (hosted here) applies the download down[0..down_len)
+ * of `epoch` (> 0), trains, and packs its upload into st->up_buf; returns
+ * the upload's length. A malformed download ends the job. */
+size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *down,
+                            size_t down_len, int epoch);
+
+/* One local epoch of SGD for every participant hosted here (standalone). */
+void run_train_local(run_state *st);
+
+#endif

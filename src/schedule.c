@@ -1,0 +1,248 @@
+/* schedule: the epochs of each schedule, on the server (see schedule.h). */
+#include "schedule.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- the two primitives ------------------------------------------------- */
+
+/* Gives participant p the download in st->down_buf (len bytes) for `epoch`
+ * (0: the initial full model; nothing to train, nothing to upload). Here:
+ * p applies it and trains at once. Elsewhere: a step command, then the
+ * download; with `inflight`, the pieces' requests are left there for the
+ * caller to complete, else the send completes here. */
+static void deliver_download(run_state *st, int p, int epoch, size_t len, MPI_Request *inflight)
+{
+    transport_t *t = &st->tr;
+    int dest = run_rank_of(t->size, p);
+    st->bytes_down += len;
+    if (dest == t->rank) {
+        participant_t *part = st->local[run_slot_of(t->size, p)];
+        if (epoch == 0) {
+            if (participant_download(part, &st->ctx, st->down_buf, len, 0) != WIRE_OK)
+                transport_fatal(t, "malformed initial download from the server");
+            return;
+        }
+        /* Its upload stays in up_buf until collected: one at a time. */
+        if (st->held >= 0)
+            transport_fatal(t, "internal error: participant %d's upload was never collected",
+                            st->held);
+        st->held_len = run_participant_step(st, part, st->down_buf, len, epoch);
+        st->held = p;
+        return;
+    }
+    transport_drain(t, dest, -1);
+    transport_send_cmd(t, dest, CMD_STEP, epoch, p);
+    if (inflight)
+        transport_isend(t, t->comm, dest, TAG_DOWNLOAD, st->down_buf, len, inflight,
+                        "MPI_Isend(download)");
+    else
+        transport_send_to_worker(t, dest, TAG_DOWNLOAD, st->down_buf, len,
+                                 epoch > 0 ? transport_turn_tag(t, epoch, p) : -1, "a download");
+}
+
+/* Takes participant p's upload for `epoch` and applies it, or refuses and
+ * counts it (server_apply_upload). */
+static void collect_upload(run_state *st, int p, int epoch)
+{
+    transport_t *t = &st->tr;
+    int source = run_rank_of(t->size, p);
+    size_t len;
+    if (source == t->rank) {
+        if (st->held != p)
+            transport_fatal(t, "internal error: participant %d's upload was not delivered", p);
+        len = st->held_len;
+        st->held = -1;
+    } else {
+        char what[96];
+        snprintf(what, sizeof what, "participant %d's upload in epoch %d", p, epoch);
+        len = transport_recv(t, t->up_comm, source, transport_turn_tag(t, epoch, p), st->up_buf,
+                             st->up_cap, transport_reply_limit(t, 1), 1, what);
+        /* Larger than any message the protocol allows (the dense vector):
+         * the sender would wait forever for the rest to be read. */
+        if (len == SIZE_MAX)
+            transport_fatal(t, "rank %d sent an upload for participant %d larger than the "
+                            "whole model (%zu bytes): stopping", source, p, st->up_cap);
+    }
+    st->bytes_up += len;
+    wire_reason r = server_apply_upload(st->server, st->up_buf, len, (uint32_t)p, (uint32_t)epoch);
+    if (r != WIRE_OK)
+        transport_log_refusal(t, source, p, wire_reason_name(r));
+}
+
+/* ---- the schedules ------------------------------------------------------ */
+
+void schedule_initial(run_state *st)
+{
+    for (int p = 0; p < st->cfg->participants; p++) {
+        size_t len = server_pack_download(st->server, (uint32_t)p, 0, 1, st->down_buf,
+                                          st->down_cap);
+        deliver_download(st, p, 0, len, NULL);
+    }
+}
+
+void schedule_sequential(run_state *st, int epoch, const int *order)
+{
+    for (int i = 0; i < st->cfg->participants; i++) {
+        int p = order[i];
+        size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
+                                          st->down_buf, st->down_cap);
+        deliver_download(st, p, epoch, len, NULL);
+        collect_upload(st, p, epoch);
+    }
+}
+
+/* Each rank hosting participants has at most one download in flight, sent
+ * once its previous participant's upload is in: the server never blocks on
+ * a send to a rank that is blocked sending it an upload. Every participant
+ * trains from the same packed download, so the order in which uploads are
+ * applied (participant order) is all that the result depends on. */
+void schedule_sync(run_state *st, int epoch)
+{
+    transport_t *t = &st->tr;
+    int N = st->cfg->participants, lanes = run_hosts(t->size);
+    size_t len = server_pack_download(st->server, WIRE_ANY_PARTICIPANT, (uint32_t)epoch, 0,
+                                      st->down_buf, st->down_cap);
+    int per_rank = transport_pieces(t, len);
+    /* The pieces of each rank's download in flight: per_rank requests from
+     * inflight + rank * per_rank. MPI-3 allows concurrent sends from one
+     * buffer: all read the same bytes. */
+    MPI_Request *inflight = malloc((size_t)t->size * (size_t)per_rank * sizeof *inflight);
+    if (!inflight)
+        transport_fatal(t, "out of memory");
+    for (int i = 0; i < t->size * per_rank; i++)
+        inflight[i] = MPI_REQUEST_NULL;
+    for (int p = 0; p < N; p++) {
+        int dest = run_rank_of(t->size, p);
+        MPI_Request *mine = inflight + (size_t)dest * (size_t)per_rank;
+        if (p >= lanes) { /* the rank's previous participant must upload first */
+            collect_upload(st, p - lanes, epoch);
+            transport_complete(t, dest, mine, per_rank, -1, "a download");
+        }
+        deliver_download(st, p, epoch, len, mine);
+    }
+    for (int p = N > lanes ? N - lanes : 0; p < N; p++)
+        collect_upload(st, p, epoch);
+    for (int r = 0; r < t->size; r++)
+        transport_complete(t, r, inflight + (size_t)r * (size_t)per_rank, per_rank, -1,
+                           "a download");
+    free(inflight);
+}
+
+/* Sends participant p (on rank src) its async download: the global model
+ * as it is now. src owes no upload at this point (it asked for its first
+ * participant, or its previous upload was just applied), so the server may
+ * refuse src's stray uploads while the download goes: a flooding rank
+ * blocked in sending a large copy would otherwise never take it. */
+static void async_serve(run_state *st, int src, int p, int epoch, char *requested)
+{
+    requested[p] = 1;
+    size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0, st->down_buf,
+                                      st->down_cap);
+    st->bytes_down += len;
+    transport_send_to_worker(&st->tr, src, TAG_DOWNLOAD, st->down_buf, len,
+                             transport_turn_tag(&st->tr, epoch, p), "a download");
+}
+
+/* Each rank asks for its first participant's download, and every upload is
+ * answered with the download of the rank's next participant (a round trip
+ * less a turn); the server serves in arrival order. */
+void schedule_async(run_state *st, int epoch, const int *order)
+{
+    transport_t *t = &st->tr;
+    int N = st->cfg->participants;
+    if (t->size == 1) { /* one process: arrival order is participant order */
+        schedule_sequential(st, epoch, order);
+        return;
+    }
+    for (int r = 1; r < t->size; r++)
+        transport_send_cmd(t, r, CMD_ASYNC, epoch, -1);
+    char *uploaded = calloc((size_t)N, 1), *requested = calloc((size_t)N, 1);
+    if (!uploaded || !requested)
+        transport_fatal(t, "out of memory");
+    int done = 0;
+    /* restarted by every message */
+    transport_patience wait = transport_patience_start(transport_reply_limit(t, 1));
+    while (done < N) {
+        /* Requests come on comm, uploads on up_comm: poll both. */
+        MPI_Status status;
+        int is_request = 0, is_upload = 0;
+        transport_check(t, MPI_Iprobe(MPI_ANY_SOURCE, TAG_REQUEST, t->comm, &is_request, &status),
+                        "MPI_Iprobe");
+        if (!is_request)
+            transport_check(t, MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, t->up_comm, &is_upload,
+                                          &status), "MPI_Iprobe");
+        if (!is_request && !is_upload) {
+            if (transport_patience_wait(&wait)) {
+                int p = 0;
+                while (p < N && uploaded[p])
+                    p++;
+                char awaiting[160];
+                snprintf(awaiting, sizeof awaiting, "participant %d's upload in epoch %d; no "
+                         "rank has sent anything meanwhile, %d of %d uploads are in", p, epoch,
+                         done, N);
+                transport_stop_unanswered(t, run_rank_of(t->size, p), wait.limit, awaiting);
+            }
+            continue;
+        }
+        wait = transport_patience_start(wait.limit);
+        int src = status.MPI_SOURCE;
+        if (is_request) {
+            int p = -1;
+            transport_check(t, MPI_Recv(&p, 1, MPI_INT, src, TAG_REQUEST, t->comm,
+                                        MPI_STATUS_IGNORE), "MPI_Recv(request)");
+            if (p < 0 || p >= N || run_rank_of(t->size, p) != src || requested[p]) {
+                /* Not answered: an honest rank asks once, for its own
+                 * first participant. */
+                server_count_rejection(st->server, WIRE_UNSOLICITED);
+                transport_log_refusal(t, src, -1, "a download request for a participant it "
+                                      "does not host or asked for already");
+                continue;
+            }
+            async_serve(st, src, p, epoch, requested);
+        } else {
+            /* An upload answers a requested turn of src by its tag. */
+            int p = -1, hosted = run_hosted_by(t->size, N, src);
+            for (int s = 0; s < hosted && p < 0; s++) {
+                int q = run_participant_at(t->size, src, s);
+                if (requested[q] && !uploaded[q] &&
+                    transport_turn_tag(t, epoch, q) == status.MPI_TAG)
+                    p = q;
+            }
+            if (p < 0) {
+                transport_refuse_unsolicited(t, src, status.MPI_TAG);
+                continue;
+            }
+            collect_upload(st, p, epoch);
+            uploaded[p] = 1;
+            done++;
+            int next = run_participant_at(t->size, src, run_slot_of(t->size, p) + 1);
+            if (next < N && !requested[next])
+                async_serve(st, src, next, epoch, requested);
+        }
+    }
+    free(uploaded);
+    free(requested);
+}
+
+void schedule_standalone(run_state *st)
+{
+    transport_t *t = &st->tr;
+    for (int r = run_first_host(t->size); r < t->size; r++) {
+        if (r == t->rank)
+            run_train_local(st);
+        else
+            transport_send_cmd(t, r, CMD_LOCAL, 0, -1);
+    }
+    for (int r = run_first_host(t->size); r < t->size; r++) {
+        if (r == t->rank)
+            continue;
+        MPI_Status status;
+        int done;
+        transport_wait(t, t->comm, r, TAG_REPORT,
+                       transport_reply_limit(t, run_hosted_by(t->size, st->cfg->participants, r)),
+                       1, "the end of its standalone training", &status);
+        transport_check(t, MPI_Recv(&done, 1, MPI_INT, r, TAG_REPORT, t->comm, MPI_STATUS_IGNORE),
+                        "MPI_Recv(ack)");
+    }
+}
