@@ -13,7 +13,7 @@
 #define CKPT_FORMAT "dssgd-checkpoint"
 #define CKPT_VERSION 1
 
-/* Layout (DESIGN.md sec. 5):
+/* Layout (docs/DESIGN.md, section 'Checkpoint layout'):
  *   /                      attrs: format (string), version (int), epoch, seed (u64),
  *                                 config (string: the resolved configuration),
  *                                 model (string: normalised model spec)
@@ -65,8 +65,9 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err);
  *
  * The file is untrusted, and HDF5 1.10.8 itself crashes or loops forever on
  * some hostile files (tests/fuzz/known-crashes.txt). So HDF5 parses it only in
- * a forked child process, which runs ckpt_load_unguarded and sends back the
- * state or the refusal through a pipe; this process never parses the file.
+ * a forked child process, which runs the in-process reader (ckpt_load_unguarded,
+ * src/checkpoint_internal.h) and sends back the state or the refusal through a
+ * pipe; this process never parses the file.
  * A child that dies (HDF5 crashed) or outlives the time limit (killed) gives
  * a refusal that says so. The limit is 60 s plus 10 s per 100 MB of file, or
  * the environment variable DSSGD_CKPT_PARSE_TIMEOUT (whole seconds, 1 to
@@ -75,15 +76,6 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err);
  * with other threads must not hold locks the child needs (glibc's malloc and
  * stdio are fork-safe; HDF5 is used only by the calling thread). */
 int ckpt_load(const char *path, ckpt_state *s, char *err);
-
-/* The same reading and checks, and the same messages, in this process: a
- * file that crashes HDF5 crashes the caller. For the fuzzer, which must see
- * HDF5's crashes, and for ckpt_load's child. */
-int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err);
-
-/* Tests only: when set, ckpt_load's child calls it before it reads the file
- * (to simulate a crash or a hang). NULL otherwise. */
-extern void (*ckpt_test_child_hook)(void);
 
 /* Prints format, version, epoch, seed, n, N, residual, the model and the
  * configuration of a checkpoint (for `dssgd inspect FILE`). Loads it with

@@ -42,7 +42,7 @@ sources() {
   case $1 in
     idx) echo src/idx.c src/err.c ;;
     wire) echo src/wire.c ;;
-    checkpoint) echo src/checkpoint.c src/rng.c src/err.c ;;
+    checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c src/rng.c src/err.c ;;
     config) echo src/config.c src/dataset.c src/idx.c src/rng.c src/err.c ;;
     *) echo "fuzz: unknown target '$1'" >&2; return 1 ;;
   esac

@@ -17,7 +17,7 @@ FUZZ_CFLAGS="-fprofile-instr-generate -fcoverage-mapping" tests/fuzz/build.sh "$
 subject() {
   case $1 in
     idx) echo src/idx.c ;; wire) echo src/wire.c ;;
-    checkpoint) echo src/checkpoint.c ;; config) echo src/config.c ;;
+    checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c ;; config) echo src/config.c ;;
   esac
 }
 for t in "${targets[@]}"; do
@@ -27,5 +27,5 @@ for t in "${targets[@]}"; do
     "$out/fuzz_$t" "${files[@]}" >"$out/$t.run.log" 2>&1 || true
   llvm-profdata merge -sparse "$out/$t.profraw" -o "$out/$t.profdata"
   echo "== $t (${#files[@]} corpus inputs)"
-  llvm-cov report "$out/fuzz_$t" -instr-profile="$out/$t.profdata" "$(subject "$t")" | tail -n +3
+  llvm-cov report "$out/fuzz_$t" -instr-profile="$out/$t.profdata" $(subject "$t") | tail -n +3
 done

@@ -8,6 +8,7 @@
 
 #include <hdf5.h>
 
+#include "../../src/checkpoint_internal.h" /* ckpt_load_unguarded */
 #include "checkpoint.h"
 #include "err.h"
 #include "fuzz_common.h"
