@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
 # Runs the whole suite: every unit test binary, then the MPI tests under
 # mpirun with 1, 2 and 3 ranks, then end-to-end checks of the dssgd binary.
-# Usage: tests/run-tests.sh BUILD_DIR
+# With "unit", only the unit test binaries (what `make unit` runs).
+# Usage: tests/run-tests.sh BUILD_DIR [unit]
 set -uo pipefail
 build=${1:-build}
+only=${2:-}
+[[ -z $only || $only == unit ]] || { echo "usage: tests/run-tests.sh BUILD_DIR [unit]" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 failed=()
 
+# The unit tests: every test binary but test_mpi, which needs mpirun.
+SECONDS=0
 for t in "$build"/tests/test_*; do
   [[ -x "$t" && "$t" != *.d && "$t" != *.o ]] || continue
   name=$(basename "$t")
   [[ "$name" == test_mpi ]] && continue
   echo "== $name"
+  t0=${EPOCHREALTIME/,/.}
   if ! timeout 300 "$t"; then failed+=("$name"); fi
+  awk -v a="$t0" -v b="${EPOCHREALTIME/,/.}" -v n="$name" 'BEGIN { printf "-- %s took %.1f s\n", n, b - a }'
 done
+echo "== the unit tests took ${SECONDS} s"
+
+if [[ $only == unit ]]; then
+  if ((${#failed[@]})); then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+  fi
+  echo "UNIT TESTS PASSED"
+  exit 0
+fi
 
 for np in 1 2 3; do
   echo "== test_mpi on $np rank(s)"

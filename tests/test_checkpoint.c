@@ -21,51 +21,28 @@
 #include <cmocka.h>
 #include <hdf5.h>
 
+#include "../src/checkpoint_internal.h" /* ckpt_load_unguarded, ckpt_test_child_hook */
 #include "checkpoint.h"
 #include "err.h"
 #include "rng.h"
+#include "test_util.h"
 
 /* ---- fixture: one fresh directory per test ------------------------------ */
 
 typedef struct {
-    char dir[64];
+    char dir[TU_TMPDIR_CAP];
     char path[128]; /* dir/ck.h5: the checkpoint most tests use */
 } fixture;
 
 static H5E_auto2_t initial_auto_func;
 static void *initial_auto_data;
 
-static void remove_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                    continue;
-                char child[512];
-                snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-                remove_tree(child);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
     if (!fx)
         return -1;
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_ckpt.XXXXXX");
-    if (!mkdtemp(fx->dir)) {
+    if (tu_make_tmpdir(fx->dir, "test_ckpt") != 0) {
         free(fx);
         return -1;
     }
@@ -82,7 +59,7 @@ static int teardown(void **state)
     fixture *fx = *state;
     unsetenv("DSSGD_CKPT_PARSE_TIMEOUT");
     ckpt_test_child_hook = NULL;
-    remove_tree(fx->dir);
+    tu_remove_tree(fx->dir);
     free(fx);
     errno = 0;
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
@@ -209,31 +186,6 @@ static void assert_load_refused(const char *path, const char *phrase)
 }
 
 /* ---- raw file helpers ------------------------------------------------- */
-
-static void write_bytes(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (len)
-        assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long size = ftell(f);
-    assert_true(size > 0);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)size);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *len = (size_t)size;
-    return buf;
-}
 
 /* Entries of dir other than . and ..; the first one's name in first. */
 static int count_entries(const char *dir, char *first, size_t cap)
@@ -476,7 +428,7 @@ static void test_load_refuses_directory(void **state)
 static void test_load_refuses_empty_file(void **state)
 {
     fixture *fx = *state;
-    write_bytes(fx->path, "", 0);
+    tu_write_file(fx->path, "", 0);
     assert_load_refused(fx->path, "not an HDF5 file");
 }
 
@@ -484,7 +436,7 @@ static void test_load_refuses_text_file(void **state)
 {
     fixture *fx = *state;
     const char *text = "epochs = 3\nthis is not a checkpoint\n";
-    write_bytes(fx->path, text, strlen(text));
+    tu_write_file(fx->path, text, strlen(text));
     assert_load_refused(fx->path, "not an HDF5 file");
 }
 
@@ -498,12 +450,12 @@ static void test_load_refuses_truncated_file(void **state)
     ckpt_state s;
     save_standard(fx->path, &s, 6);
     size_t len;
-    unsigned char *whole = read_bytes(fx->path, &len);
+    unsigned char *whole = tu_read_file(fx->path, &len);
     size_t cuts[64 + 5] = {0, 100, 1000, len / 2, len - 1};
     for (int i = 0; i < 64; i++)
         cuts[5 + i] = len * (size_t)i / 64 + 7;
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        write_bytes(fx->path, whole, cuts[i]);
+        tu_write_file(fx->path, whole, cuts[i]);
         char err[ERR_LEN] = "";
         ckpt_state got;
         if (ckpt_load_unguarded(fx->path, &got, err) != -1)
@@ -535,11 +487,11 @@ static void test_load_detects_flipped_byte_in_server_params(void **state)
     ckpt_state s;
     save_standard(fx->path, &s, 7);
     size_t len;
-    unsigned char *bytes = read_bytes(fx->path, &len);
+    unsigned char *bytes = tu_read_file(fx->path, &len);
     /* The first 16 bytes of the params array, little-endian as stored. */
     size_t at = find_unique(bytes, len, s.server_params, 16);
     bytes[at + 9] ^= 0x10;
-    write_bytes(fx->path, bytes, len);
+    tu_write_file(fx->path, bytes, len);
     assert_load_refused(fx->path, "dataset /server/params is corrupt (checksum)");
     free(bytes);
     ckpt_state_free(&s);
@@ -626,7 +578,7 @@ static void test_load_never_returns_altered_state_after_a_bit_flip(void **state)
     if (ckpt_save(fx->path, &s, err) != 0)
         fail_msg("save: %s", err);
     size_t len, stride = 11;
-    unsigned char *bytes = read_bytes(fx->path, &len);
+    unsigned char *bytes = tu_read_file(fx->path, &len);
     size_t tried = (len + stride - 1) / stride;
     unsigned char *verdicts = malloc(tried);
     assert_non_null(verdicts);
@@ -947,13 +899,13 @@ static void test_guarded_load_agrees_with_in_process_load(void **state)
     assert_guard_agrees(fx->dir);
     save_standard(fx->path, &s, 34);
     size_t len;
-    unsigned char *bytes = read_bytes(fx->path, &len);
+    unsigned char *bytes = tu_read_file(fx->path, &len);
     set_int_attr(fx->path, "version", 2);
     assert_guard_agrees(fx->path);
-    write_bytes(fx->path, bytes, len / 2);
+    tu_write_file(fx->path, bytes, len / 2);
     assert_guard_agrees(fx->path);
     bytes[find_unique(bytes, len, s.server_params, 16) + 9] ^= 0x10;
-    write_bytes(fx->path, bytes, len);
+    tu_write_file(fx->path, bytes, len);
     assert_guard_agrees(fx->path);
     s.part_epsilon[6] = -0.5;
     overwrite_dataset(fx->path, "/participants/epsilon", H5T_NATIVE_DOUBLE, s.part_epsilon);

@@ -87,7 +87,7 @@ static void test_no_options_gives_the_defaults(void **state)
     parse_ok(&c, (char *)NULL);
     config_defaults(&d);
     assert_memory_equal(&c, &d, sizeof c);
-    /* the documented defaults (config_usage, DESIGN.md section 8) */
+    /* the documented defaults (config_usage, docs/DESIGN.md 'Configuration') */
     assert_string_equal(c.dataset, "fashion-mnist");
     assert_string_equal(c.data_dir, "");
     assert_string_equal(c.model, "mlp");

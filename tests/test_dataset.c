@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,46 +17,24 @@
 #include "err.h"
 #include "idx.h"
 #include "rng.h"
+#include "test_util.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
 /* ---- a scratch directory for the synthetic IDX files ------------------- */
 
-static char tmpdir[64];
+static char tmpdir[TU_TMPDIR_CAP];
 
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(tmpdir, "/tmp/test_dataset_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-/* Removes a directory holding files and one level of subdirectories. */
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char sub[512];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        struct stat st;
-        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(sub);
-        else
-            unlink(sub);
-    }
-    closedir(d);
-    rmdir(path);
+    return tu_make_tmpdir(tmpdir, "test_dataset");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    remove_tree(tmpdir);
+    tu_remove_tree(tmpdir);
     return 0;
 }
 

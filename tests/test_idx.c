@@ -1,6 +1,5 @@
 /* test_idx: the IDX reader and writer: round trips, plain and gzip, and every
  * way a file can be malformed, each rejected with a message naming the file. */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,22 +17,15 @@
 
 #include "err.h"
 #include "idx.h"
+#include "test_util.h"
 
 /* One directory per run, made by the group setup and removed by its teardown. */
-static char tmpdir[64];
+static char tmpdir[TU_TMPDIR_CAP];
 
 static void path_in_tmp(char *buf, size_t len, const char *name)
 {
     int n = snprintf(buf, len, "%s/%s", tmpdir, name);
     assert_true(n > 0 && (size_t)n < len);
-}
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
 }
 
 /* gzip bytes as they are: lets a test compress a hostile header. */
@@ -44,23 +36,6 @@ static void write_gzip(const char *path, const void *buf, size_t len)
     if (len > 0)
         assert_int_equal(gzwrite(gz, buf, (unsigned)len), (int)len);
     assert_int_equal(gzclose(gz), Z_OK);
-}
-
-/* The whole file; caller frees. */
-static unsigned char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long size = ftell(f);
-    assert_true(size > 0);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)size);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *len = (size_t)size;
-    return buf;
 }
 
 /* An array with the given dims and a payload that differs from byte to byte
@@ -131,7 +106,7 @@ static void assert_round_trip(const char *name, int ndims, const uint32_t *dims,
 
     /* The on-disk form is what was asked for: gzip magic or the IDX magic. */
     size_t len;
-    unsigned char *raw = read_file(path, &len);
+    unsigned char *raw = tu_read_file(path, &len);
     if (gzip)
         assert_true(raw[0] == 0x1f && raw[1] == 0x8b);
     else
@@ -189,7 +164,7 @@ static void test_plain_write_is_standard_idx_layout(void **state)
     a.data[0] = 0x5A;
     assert_int_equal(idx_write(path, &a, 0, NULL), 0);
     size_t len;
-    unsigned char *raw = read_file(path, &len);
+    unsigned char *raw = tu_read_file(path, &len);
     const unsigned char expect[13] = { 0, 0, 0x08, 2, 0, 0, 0, 3, 0, 0, 0x01, 0x02, 0x5A };
     assert_int_equal(len, 12 + a.size);
     assert_memory_equal(raw, expect, sizeof expect);
@@ -223,7 +198,7 @@ static void write_crafted(char *path, size_t pathlen, const char *name, int type
     if (gzip)
         write_gzip(path, buf, hlen + payload);
     else
-        write_file(path, buf, hlen + payload);
+        tu_write_file(path, buf, hlen + payload);
     free(buf);
 }
 
@@ -233,7 +208,7 @@ static void test_rejects_bad_magic(void **state)
     char path[256];
     path_in_tmp(path, sizeof path, "magic");
     const unsigned char bytes[9] = { 0x01, 0x00, 0x08, 0x01, 0, 0, 0, 1, 7 };
-    write_file(path, bytes, sizeof bytes);
+    tu_write_file(path, bytes, sizeof bytes);
     assert_read_fails(path, 0, "bad magic (expected 00 00 08 xx, found 01 00 08 01)");
 }
 
@@ -346,7 +321,7 @@ static void test_rejects_header_cut_in_magic(void **state)
     char path[256];
     path_in_tmp(path, sizeof path, "header3");
     const unsigned char bytes[3] = { 0, 0, 0x08 };
-    write_file(path, bytes, sizeof bytes);
+    tu_write_file(path, bytes, sizeof bytes);
     assert_read_fails(path, 0, "truncated header: expected 4 bytes, found 3");
 }
 
@@ -357,7 +332,7 @@ static void test_rejects_header_cut_in_dims(void **state)
     path_in_tmp(path, sizeof path, "header10");
     unsigned char h[16];
     make_header(h, 0x08, 3, image_dims);
-    write_file(path, h, 10);
+    tu_write_file(path, h, 10);
     assert_read_fails(path, 3, "truncated header: expected 16 bytes, found 10");
 }
 
@@ -385,7 +360,7 @@ static unsigned char *gzip_images(char *path, size_t pathlen, const char *name, 
     idx_array a = make_array(3, image_dims);
     assert_int_equal(idx_write(path, &a, 1, NULL), 0);
     idx_free(&a);
-    return read_file(path, len);
+    return tu_read_file(path, len);
 }
 
 /* A gzip file cut in half, as by an interrupted download. */
@@ -395,7 +370,7 @@ static void test_rejects_cut_gzip_stream(void **state)
     char path[256];
     size_t len;
     unsigned char *raw = gzip_images(path, sizeof path, "cut.gz", &len);
-    write_file(path, raw, len / 2);
+    tu_write_file(path, raw, len / 2);
     free(raw);
     assert_read_fails(path, 3, "truncated");
 }
@@ -408,7 +383,7 @@ static void test_rejects_gzip_without_trailer(void **state)
     char path[256];
     size_t len;
     unsigned char *raw = gzip_images(path, sizeof path, "notrailer.gz", &len);
-    write_file(path, raw, len - 8);
+    tu_write_file(path, raw, len - 8);
     free(raw);
     assert_read_fails(path, 3, "trailer is missing");
 }
@@ -420,7 +395,7 @@ static void test_rejects_gzip_crc_mismatch(void **state)
     size_t len;
     unsigned char *raw = gzip_images(path, sizeof path, "crc.gz", &len);
     raw[len - 8] ^= 0xFF; /* first byte of the CRC-32 */
-    write_file(path, raw, len);
+    tu_write_file(path, raw, len);
     free(raw);
     assert_read_fails(path, 3, "incorrect data check");
 }
@@ -435,7 +410,7 @@ static void test_rejects_corrupt_gzip_stream(void **state)
     unsigned char *raw = gzip_images(path, sizeof path, "corrupt.gz", &len);
     for (size_t i = len / 2; i < len / 2 + 8; i++)
         raw[i] ^= 0x5A;
-    write_file(path, raw, len);
+    tu_write_file(path, raw, len);
     free(raw);
     assert_read_fails(path, 3, "");
 }
@@ -461,7 +436,7 @@ static void test_rejects_empty_file(void **state)
     (void)state;
     char path[256];
     path_in_tmp(path, sizeof path, "empty");
-    write_file(path, "", 0);
+    tu_write_file(path, "", 0);
     assert_read_fails(path, 0, "empty file");
 }
 
@@ -544,38 +519,16 @@ static void test_free_accepts_null_and_empty(void **state)
     assert_int_equal(b.ndims, 0);
 }
 
-static int remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    return rmdir(dir);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(tmpdir, "/tmp/test_idx.XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_make_tmpdir(tmpdir, "test_idx");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    return remove_tree(tmpdir);
+    return tu_remove_tree(tmpdir);
 }
 
 int main(void)

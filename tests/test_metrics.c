@@ -14,15 +14,15 @@
 
 #include "err.h"
 #include "metrics.h"
+#include "test_util.h"
 
-static char tmpdir[64];
+static char tmpdir[TU_TMPDIR_CAP];
 static char csv_path[128];
 
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(tmpdir, "/tmp/test_metrics_XXXXXX");
-    if (!mkdtemp(tmpdir))
+    if (tu_make_tmpdir(tmpdir, "test_metrics") != 0)
         return -1;
     snprintf(csv_path, sizeof csv_path, "%s/metrics.csv", tmpdir);
     return 0;
@@ -31,23 +31,12 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    unlink(csv_path);
-    rmdir(tmpdir);
+    tu_remove_tree(tmpdir);
     return 0;
 }
 
 /* The whole file as a string; caller frees. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    char *buf = calloc(1, 1 << 16);
-    assert_non_null(buf);
-    size_t n = fread(buf, 1, (1 << 16) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
+static char *slurp(const char *path) { return (char *)tu_read_file(path, NULL); }
 
 /* Splits line (no newline) at commas into at most max fields, in place;
  * returns the number of fields. */
@@ -117,8 +106,8 @@ static void test_open_writes_exactly_the_header(void **state)
     assert_int_equal(fclose(f), 0);
     char *text = slurp(csv_path);
     assert_string_equal(text, METRICS_HEADER "\n");
-    /* the column names of DESIGN.md section 6, in order, written out here
-     * rather than taken from the macro */
+    /* the column names of docs/DESIGN.md ('Metrics'), in order, written out
+     * here rather than taken from the macro */
     static const char *const columns[] = {
         "epoch", "seconds", "global_acc", "global_loss", "part_acc_mean", "part_acc_min",
         "part_acc_max", "bytes_up", "bytes_down", "uploads_accepted", "uploads_rejected",

@@ -1,6 +1,6 @@
 /* test_mpi: run under mpirun with 1, 2 and 3 ranks. Proves the invariants of
- * DESIGN.md sec. 1 on the real driver: same bits whatever the rank count,
- * N = 1 equals plain SGD, and hostile uploads change nothing. */
+ * docs/DESIGN.md ('Protocol') on the real driver: same bits whatever the rank
+ * count, N = 1 equals plain SGD, and hostile uploads change nothing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -23,6 +23,7 @@
 #include "run.h"
 #include "select.h"
 #include "sgd.h"
+#include "test_util.h"
 
 static int rank, size;
 
@@ -351,8 +352,6 @@ static void test_async_serves_every_participant_each_epoch(void **state)
 enum { HOSTILE_KINDS = 12 };
 typedef struct { int calls; size_t k; uint32_t n; int honest; } hostile;
 
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* x86: little-endian */
-
 /* A hook runs on a worker rank inside run(): a failed cmocka assert there
  * would leave the other ranks waiting, so it ends the job instead. */
 #define tamper_check(cond)                                                        \
@@ -363,27 +362,6 @@ static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* x86: little-e
             MPI_Abort(MPI_COMM_WORLD, 1);                                         \
         }                                                                         \
     } while (0)
-
-/* Rewrites msg (keeping its first 24 header bytes) as a delta-coded upload
- * of these entries, written by hand as a careless sender would: each gap is
- * idx[i] - idx[i-1] - 1 in 32-bit arithmetic, so a repeated index becomes a
- * gap that wraps past 2^32 and an index >= n stays one. Returns its length. */
-static size_t put_deltas(uint8_t *msg, uint32_t count, const uint32_t *idx, const float *val)
-{
-    put32(msg + 20, count);
-    msg[24] = WIRE_ENC_DELTA;
-    uint8_t *q = msg + WIRE_HEADER_BYTES;
-    uint32_t prev = UINT32_MAX; /* so the first gap is the first index */
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t v = idx[i] - prev - 1;
-        for (; v >= 0x80; v >>= 7)
-            *q++ = (uint8_t)(v | 0x80);
-        *q++ = (uint8_t)v;
-        prev = idx[i];
-    }
-    memcpy(q, val, 4 * (size_t)count);
-    return (size_t)(q - msg) + 4 * (size_t)count;
-}
 
 /* Participant 1's uploads: a different malformation each epoch (or, for the
  * reference run, a valid empty upload, which changes nothing either). The
@@ -428,7 +406,7 @@ static size_t tamper(void *arg, uint32_t participant, uint32_t epoch, uint8_t *m
             idx[0] = h->n;      /* index out of range */
         else
             idx[0] = idx[1];    /* repeated index */
-        len = put_deltas(msg, count, idx, v);
+        len = tu_put_deltas(msg, count, idx, v);
         tamper_check(len <= cap);
         free(idx);
         free(v);
@@ -441,8 +419,8 @@ static size_t tamper(void *arg, uint32_t participant, uint32_t epoch, uint8_t *m
     case 6: memcpy(val + 4, &inf, 4); break;
     case 7: memcpy(val, &big, 4); break;                        /* beyond gamma */
     case 8: return len - 3;                                     /* truncated */
-    case 9: put32(msg + 8, 0); break;                           /* claims participant 0 */
-    case 10: put32(msg + 12, epoch + 1); break;                 /* wrong epoch */
+    case 9: tu_put32(msg + 8, 0); break;                          /* claims participant 0 */
+    case 10: tu_put32(msg + 12, epoch + 1); break;                /* wrong epoch */
     case 11: msg[len] = 0; return len + 1;                      /* trailing byte */
     }
     return len;

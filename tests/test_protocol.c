@@ -18,6 +18,7 @@
 #include "rng.h"
 #include "select.h"
 #include "server.h"
+#include "test_util.h"
 #include "wire.h"
 
 typedef struct {
@@ -263,38 +264,19 @@ static size_t pack_upload(uint8_t *buf, size_t cap, uint32_t p, uint32_t epoch, 
     return wire_pack(buf, cap, &h, idx, val);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
-
 /* An upload in the delta encoding, written by hand as a careless sender
- * would: each gap is idx[i] - idx[i-1] - 1 in 32-bit arithmetic, so a
- * repeated or decreasing index becomes a gap that wraps past 2^32, and an
- * index >= n stays one (wire_pack refuses to write either). */
+ * would (tu_put_deltas): a repeated or decreasing index becomes a gap that
+ * wraps past 2^32, and an index >= n stays one. */
 static size_t pack_upload_unchecked(uint8_t *buf, uint32_t p, uint32_t epoch, uint32_t n,
                                     uint32_t count, const uint32_t *idx, const float *val)
 {
-    put32(buf, WIRE_MAGIC);
+    tu_put32(buf, WIRE_MAGIC);
     buf[4] = WIRE_VERSION; buf[5] = 0;
     buf[6] = WIRE_UPLOAD; buf[7] = 0;
-    put32(buf + 8, p);
-    put32(buf + 12, epoch);
-    put32(buf + 16, n);
-    put32(buf + 20, count);
-    buf[24] = WIRE_ENC_DELTA;
-    uint8_t *q = buf + WIRE_HEADER_BYTES;
-    uint32_t prev = UINT32_MAX; /* so the first gap is the first index */
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t v = idx[i] - prev - 1;
-        for (; v >= 0x80; v >>= 7)
-            *q++ = (uint8_t)(v | 0x80);
-        *q++ = (uint8_t)v;
-        prev = idx[i];
-    }
-    for (uint32_t i = 0; i < count; i++, q += 4)
-        memcpy(q, &val[i], 4); /* x86: little-endian */
-    return (size_t)(q - buf);
+    tu_put32(buf + 8, p);
+    tu_put32(buf + 12, epoch);
+    tu_put32(buf + 16, n);
+    return tu_put_deltas(buf, count, idx, val);
 }
 
 static void test_server_adds_accepted_uploads_and_counts_updates(void **state)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "rng.h"
+#include "test_util.h"
 #include "wire.h"
 
 /* The message most tests start from: participant 3, epoch 7, n 100,
@@ -61,11 +62,6 @@ static size_t pack_base(uint8_t *buf, size_t cap)
     return len;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
-
 static void put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
@@ -78,7 +74,7 @@ static uint32_t bits(float f)
     return u;
 }
 
-static void put_float(uint8_t *p, float f) { put32(p, bits(f)); }
+static void put_float(uint8_t *p, float f) { tu_put32(p, bits(f)); }
 
 /* Output arrays of max_count + GUARD entries, all sentinels. */
 typedef struct {
@@ -152,13 +148,13 @@ static size_t ref_encode(uint8_t *buf, const wire_header *h, const uint32_t *idx
         present[idx[i]] = 1;
     size_t at = 25;
     if (buf) {
-        put32(buf, h->magic);
+        tu_put32(buf, h->magic);
         put16(buf + 4, h->version);
         put16(buf + 6, h->type);
-        put32(buf + 8, h->participant);
-        put32(buf + 12, h->epoch);
-        put32(buf + 16, h->n);
-        put32(buf + 20, h->count);
+        tu_put32(buf + 8, h->participant);
+        tu_put32(buf + 12, h->epoch);
+        tu_put32(buf + 16, h->n);
+        tu_put32(buf + 20, h->count);
         buf[24] = (uint8_t)enc;
     }
     int64_t last = -1;
@@ -652,13 +648,13 @@ static void test_layout_dense_and_multi_byte_varints(void **state)
 static size_t craft(uint8_t *buf, uint32_t n, uint32_t count, uint8_t enc,
                     const uint8_t *section, size_t section_len)
 {
-    put32(buf, WIRE_MAGIC);
+    tu_put32(buf, WIRE_MAGIC);
     put16(buf + 4, WIRE_VERSION);
     put16(buf + 6, WIRE_UPLOAD);
-    put32(buf + 8, 3);
-    put32(buf + 12, 7);
-    put32(buf + 16, n);
-    put32(buf + 20, count);
+    tu_put32(buf + 8, 3);
+    tu_put32(buf + 12, 7);
+    tu_put32(buf + 16, n);
+    tu_put32(buf + 20, count);
     buf[24] = enc;
     if (section_len)
         memcpy(buf + 25, section, section_len);
@@ -744,7 +740,7 @@ static void test_refuses_bad_magic(void **state)
     buf[0] ^= 0x01;
     assert_refused(buf, len, &e, WIRE_BAD_MAGIC);
     /* the byte-swapped magic (a big-endian sender) is not accepted either */
-    put32(buf, 0x44534744u);
+    tu_put32(buf, 0x44534744u);
     assert_refused(buf, len, &e, WIRE_BAD_MAGIC);
 }
 
@@ -806,7 +802,7 @@ static void test_refuses_wrong_epoch_unless_unchecked(void **state)
     assert_int_equal(wire_unpack(buf, len, &e, &h, o.idx, o.val), WIRE_OK);
     assert_int_equal(h.epoch, 7);
     /* ... but a message that claims epoch UINT32_MAX is refused when one is expected */
-    put32(buf + 12, UINT32_MAX);
+    tu_put32(buf + 12, UINT32_MAX);
     e.epoch = 7;
     assert_refused(buf, len, &e, WIRE_BAD_EPOCH);
 }
@@ -820,7 +816,7 @@ static void test_refuses_wrong_n(void **state)
     e.n = N + 1;
     assert_refused(buf, len, &e, WIRE_BAD_N);
     e.n = N;
-    put32(buf + 16, 1000); /* a sender claiming a larger vector */
+    tu_put32(buf + 16, 1000); /* a sender claiming a larger vector */
     assert_refused(buf, len, &e, WIRE_BAD_N);
 }
 
@@ -864,20 +860,20 @@ static void test_refuses_huge_count_with_short_buffer(void **state)
     (void)state;
     uint8_t buf[64];
     size_t len = pack_base(buf, sizeof buf);
-    put32(buf + 20, UINT32_MAX);
+    tu_put32(buf + 20, UINT32_MAX);
     wire_expect e = base_expect();
     assert_refused(buf, len, &e, WIRE_TOO_MANY);
     /* with no bound on count or n, the length check must still refuse it
      * (25 + 5 * (2^32 - 1) must not wrap around to something small) */
     e.max_count = UINT32_MAX;
     e.n = UINT32_MAX;
-    put32(buf + 16, UINT32_MAX);
+    tu_put32(buf + 16, UINT32_MAX);
     for (int k = 0; k < ENCODINGS; k++) {
         buf[24] = (uint8_t)all_encodings[k];
         assert_refused(buf, len, &e, WIRE_TRUNCATED);
     }
     /* a count whose 4*count wraps a 32-bit size to exactly the values' bytes */
-    put32(buf + 20, (1u << 30) + 4); /* 4 * count = 2^32 + 16 */
+    tu_put32(buf + 20, (1u << 30) + 4); /* 4 * count = 2^32 + 16 */
     buf[24] = WIRE_ENC_DELTA;
     assert_refused(buf, len, &e, WIRE_TRUNCATED);
 }
@@ -1265,7 +1261,7 @@ static void test_random_mutations_never_overrun_and_ok_means_valid(void **state)
             len = rng_below(&rng, CAP + 1);
         if (kind == 2) { /* set the count to a random small value, keep the length */
             uint32_t c = rng_below(&rng, 2 * MAX_COUNT + 2);
-            put32(msg + 20, c);
+            tu_put32(msg + 20, c);
             if (rng_below(&rng, 2))
                 len = len - 4 * MAX_COUNT + 4 * (size_t)c <= CAP ? len - 4 * MAX_COUNT + 4 * c
                                                                    : len;
