@@ -1,5 +1,10 @@
 /* config: the command line of `dssgd train`, its defaults, validation and
- * the table of the resolved configuration printed at start. */
+ * the table of the resolved configuration printed at start.
+ *
+ * Every option is one row of the table options[] in src/config.c (name,
+ * kind, field, range, default, help, resume rule, printed row); parsing,
+ * --help, config_print, config_to_text and config_check_resume all walk it.
+ * Adding an option: a field in config_t, a row there, and its use. */
 #ifndef DSSGD_CONFIG_H
 #define DSSGD_CONFIG_H
 

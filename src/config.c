@@ -1,10 +1,14 @@
-/* config: getopt_long parsing into one struct, strict number parsing with
- * range checks, and the usage text (which prints the real defaults). */
+/* config: every option of `dssgd train` is one row of options[] below (its
+ * name, kind, config_t field, range, default, help, resume rule and place in
+ * the printed table). Parsing, --help, the printed table, the checkpoint's
+ * text and the resume check all walk that table; only the cross-option
+ * checks (config_validate) are written out by hand. */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +19,7 @@ static const char *const schedule_names[] = {"round-robin", "random", "async", "
 static const char *const select_names[] = {"largest", "random", "svt"};
 static const char *const download_names[] = {"stat", "random", "all"};
 static const char *const partition_names[] = {"iid", "paper", "dirichlet"};
+static const char *const dataset_names[] = {"fashion-mnist", "mnist"};
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -24,45 +29,274 @@ const char *config_select_name(config_select s) { return select_names[s]; }
 const char *config_download_name(config_download d) { return download_names[d]; }
 const char *config_partition_name(dataset_partition p) { return partition_names[p]; }
 
+/* ---- the option table -------------------------------------------------- */
+
+typedef enum {
+    KIND_INT,    /* int, integer range */
+    KIND_SIZE,   /* size_t, integer range */
+    KIND_U64,    /* uint64_t, integer range */
+    KIND_DOUBLE, /* double, range with open or closed ends; "inf" parses */
+    KIND_ENUM,   /* an enum field: value i is names[i] */
+    KIND_STRING, /* char array: no control characters, shorter than the array;
+                    one of names[] when names is set */
+    KIND_FLAG,   /* int set to 1 by the bare option */
+} option_kind;
+
+/* What a resumed run may do with the option. */
+typedef enum {
+    RESUME_MUST_MATCH, /* saved in the checkpoint; resuming needs the same value */
+    RESUME_MAY_DIFFER, /* saved, but a resumed run may change it */
+    RESUME_NOT_SAVED,  /* not in the checkpoint's text at all */
+} resume_rule;
+
+/* Where config_print shows the option: blocks in this order, table order
+ * within a block. */
+typedef enum {
+    PRINT_NEVER,
+    PRINT_FIRST, /* the mode: it decides which rows follow */
+    PRINT_MAIN,  /* data, model and run */
+    PRINT_DSSGD, /* the protocol: shown in mode dssgd only */
+    PRINT_LAST,  /* state, output, failures */
+} print_block;
+
+typedef struct {
+    const char *name;          /* --name; also the key in config text and the table */
+    option_kind kind;
+    size_t offset, size;       /* the config_t field */
+    const char *const *names;  /* KIND_ENUM, KIND_STRING: the accepted values */
+    int n_names;
+    long long imin, imax;      /* integer kinds: accepted range, closed */
+    double min, max;           /* KIND_DOUBLE: accepted range ... */
+    int min_open, max_open;    /* ... whose ends are open when set */
+    double def;                /* default of numbers (exact to 2^53), enums (the index), flags */
+    const char *def_str;       /* default of KIND_STRING (NULL = "") */
+    /* an extra test of the value before the kind's own (NULL = none) */
+    int (*check)(const char *value, char *err);
+    resume_rule resume;
+    /* --help: the section heading, the value's name (NULL for a flag), the
+     * help (lines split by '\n'; a "%s" in it stands for the default as
+     * shown), and the default's tag after it: NULL = "[<default>]", "" = none */
+    const char *section, *metavar, *help, *help_default;
+    print_block print;
+    int (*shown)(const config_t *c);              /* printed only if true (NULL = always) */
+    const char *(*display)(const config_t *c);    /* printed value (NULL = the field's) */
+    const char *unit;                             /* printed after the value */
+} config_option;
+
+/* Names the field and checks its type at compile time (_Generic has no
+ * fallback, so a mismatch does not compile). */
+#define FIELD(f, T) \
+    .offset = _Generic(((config_t *)0)->f, T: offsetof(config_t, f)), \
+    .size = sizeof(((config_t *)0)->f)
+/* An enum field, read and written as int: it must have an int's size. */
+#define ENUM_FIELD(f, T, names_) \
+    FIELD(f, T) + 0 * sizeof(struct { \
+        _Static_assert(sizeof(T) == sizeof(int), #T " is not int-sized"); int i_; }), \
+    NAMES(names_)
+#define NAMES(a) .names = (a), .n_names = COUNT(a)
+
+static int when_dirichlet(const config_t *c) { return c->partition == PARTITION_DIRICHLET; }
+static int when_threshold(const config_t *c) { return c->select != SELECT_LARGEST; }
+static int when_svt(const config_t *c) { return c->select == SELECT_SVT; }
+static int when_checkpoint(const config_t *c) { return c->checkpoint[0] != '\0'; }
+static int when_resume(const config_t *c) { return c->resume[0] != '\0'; }
+static int when_distributed(const config_t *c) { return c->mode != MODE_CENTRALIZED; }
+
+/* The data directory actually read: the dataset's default when none given. */
+static const char *data_dir_used(const config_t *c)
+{
+    const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
+    return dir ? dir : "";
+}
+
+static int check_model(const char *value, char *err)
+{
+    return *value ? 0 : err_set(err, "--model: empty value (try mlp or cnn)");
+}
+
+static const char USAGE_HEAD[] =
+    "usage: dssgd train [options]      (run under mpirun: rank 0 is the server)\n"
+    "       dssgd --help\n"
+    "\n";
+
+/* One row per option, in --help order. Each row: what it is (name, kind,
+ * field, range, default), whether a resumed run must keep it, where
+ * config_print shows it, and its --help entry. */
+#define PROTOCOL "Protocol (mode dssgd)"
+#define PRIVACY "Privacy (--select svt: the sparse vector technique, needs a finite --gamma)"
+#define STATE "State (modes dssgd and standalone)"
+static const config_option options[] = {
+    {.name = "dataset", .kind = KIND_STRING, FIELD(dataset, char *), NAMES(dataset_names),
+     .def_str = "fashion-mnist",
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Data", .metavar = "NAME", .help = "fashion-mnist | mnist"},
+    {.name = "data-dir", .kind = KIND_STRING, FIELD(data_dir, char *),
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .display = data_dir_used,
+     .section = "Data", .metavar = "DIR",
+     .help = "directory of the four IDX files (.gz or not)\n"
+             "[fashion-mnist: %s; mnist: required]", .help_default = ""},
+    {.name = "eval-size", .kind = KIND_SIZE, FIELD(eval_size, size_t),
+     .imin = 0, .imax = 1LL << 31, .def = 0,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
+     .section = "Data", .metavar = "N", .help = "evaluate on the first N test images, 0 = all"},
+    {.name = "model", .kind = KIND_STRING, FIELD(model, char *), .check = check_model,
+     .def_str = "mlp",
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Model", .metavar = "SPEC",
+     .help = "mlp (784-128-64-10, ReLU) | cnn (the paper's CNN) | 784-256-10\n"
+             "| layers: c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d10"},
+    {.name = "mode", .kind = KIND_ENUM, ENUM_FIELD(mode, config_mode, mode_names),
+     .def = MODE_DSSGD,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_FIRST,
+     .section = "Run", .metavar = "MODE", .help = "dssgd | centralized | standalone"},
+    {.name = "participants", .kind = KIND_INT, FIELD(participants, int),
+     .imin = 1, .imax = 100000, .def = 30,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "N", .help = "number of participants"},
+    {.name = "partition", .kind = KIND_ENUM,
+     ENUM_FIELD(partition, dataset_partition, partition_names), .def = PARTITION_PAPER,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "KIND",
+     .help = "iid | paper (independent, may overlap) | dirichlet"},
+    {.name = "shard-size", .kind = KIND_SIZE, FIELD(shard_size, size_t),
+     .imin = 0, .imax = 1LL << 31, .def = 600,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "N", .help = "examples per participant, 0 = equal share"},
+    {.name = "alpha", .kind = KIND_DOUBLE, FIELD(alpha, double),
+     .min = 0, .min_open = 1, .max = 1e6, .def = 0.5,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN, .shown = when_dirichlet,
+     .section = "Run", .metavar = "A", .help = "Dirichlet concentration (> 0)"},
+    {.name = "schedule", .kind = KIND_ENUM, ENUM_FIELD(schedule, config_schedule, schedule_names),
+     .def = SCHEDULE_ROUND_ROBIN,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = "Run", .metavar = "S", .help = "round-robin | random | async | sync"},
+    {.name = "epochs", .kind = KIND_INT, FIELD(epochs, int),
+     .imin = 1, .imax = 1000000, .def = 20,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "N", .help = "epochs (each participant trains once each)"},
+    {.name = "lr", .kind = KIND_DOUBLE, FIELD(lr, double),
+     .min = 0, .min_open = 1, .max = 1e3, .def = 0.05,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "R", .help = "learning rate (> 0)"},
+    {.name = "batch", .kind = KIND_INT, FIELD(batch, int),
+     .imin = 1, .imax = 4096, .def = 32,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "B", .help = "mini-batch size (1..4096)"},
+    {.name = "seed", .kind = KIND_U64, FIELD(seed, uint64_t),
+     .imin = 0, .imax = INT64_MAX, .def = 1,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .section = "Run", .metavar = "S", .help = "seed of every random choice"},
+    {.name = "theta-u", .kind = KIND_DOUBLE, FIELD(theta_u, double),
+     .min = 0, .min_open = 1, .max = 1, .def = 0.1,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .metavar = "T", .help = "fraction of parameters uploaded, (0, 1]"},
+    {.name = "theta-d", .kind = KIND_DOUBLE, FIELD(theta_d, double),
+     .min = 0, .min_open = 1, .max = 1, .def = 1.0,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .metavar = "T", .help = "fraction of parameters downloaded, (0, 1]"},
+    {.name = "select", .kind = KIND_ENUM, ENUM_FIELD(select, config_select, select_names),
+     .def = SELECT_LARGEST,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .metavar = "S",
+     .help = "largest | random (above --tau) | svt (differential privacy)\n"},
+    {.name = "download", .kind = KIND_ENUM, ENUM_FIELD(download, config_download, download_names),
+     .def = DOWNLOAD_STAT,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .metavar = "D", .help = "stat | random | all"},
+    {.name = "gamma", .kind = KIND_DOUBLE, FIELD(gamma, double),
+     .min = 0, .min_open = 1, .max = INFINITY, .def = INFINITY,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .metavar = "G", .help = "clip uploads to [-G, G], > 0, inf = off"},
+    {.name = "tau", .kind = KIND_DOUBLE, FIELD(tau, double),
+     .min = 0, .max = INFINITY, .def = 0.0,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD, .shown = when_threshold,
+     .section = PROTOCOL, .metavar = "T", .help = "threshold of --select random (>= 0)"},
+    {.name = "stat-decay", .kind = KIND_DOUBLE, FIELD(stat_decay, double),
+     .min = 0, .min_open = 1, .max = 1, .def = 1.0,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .metavar = "B", .help = "stat <- B * stat each epoch, (0, 1]"},
+    {.name = "residual", .kind = KIND_FLAG, FIELD(residual, int),
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
+     .section = PROTOCOL, .help = "error feedback: keep the unsent part of the update"},
+    {.name = "dp-epsilon", .kind = KIND_DOUBLE, FIELD(dp_epsilon, double),
+     .min = 0, .min_open = 1, .max = 1e12, .def = 0, /* 0 = off, outside the range */
+     .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD, .shown = when_svt,
+     .section = PRIVACY, .metavar = "E", .help = "epsilon per participant per epoch (> 0)",
+     .help_default = "[required with svt]"},
+    {.name = "dp-max-epsilon", .kind = KIND_DOUBLE, FIELD(dp_max_epsilon, double),
+     .min = 0, .min_open = 1, .max = INFINITY, .def = INFINITY,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_DSSGD, .shown = when_svt,
+     .section = PRIVACY, .metavar = "B",
+     .help = "a participant stops uploading rather than spend beyond B\n"
+             "in total (basic composition)", .help_default = "[none]"},
+    {.name = "checkpoint", .kind = KIND_STRING, FIELD(checkpoint, char *),
+     .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_checkpoint,
+     .section = STATE, .metavar = "FILE", .help = "save the whole state to FILE (HDF5, atomic)",
+     .help_default = "[none]"},
+    {.name = "checkpoint-every", .kind = KIND_INT, FIELD(checkpoint_every, int),
+     .imin = 1, .imax = 1000000, .def = 0, /* 0 = at the end only, outside the range */
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST, .shown = when_checkpoint,
+     .section = STATE, .metavar = "K", .help = "... every K epochs, and always at the end",
+     .help_default = "[end only]"},
+    {.name = "resume", .kind = KIND_STRING, FIELD(resume, char *),
+     .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_resume,
+     .section = STATE, .metavar = "FILE",
+     .help = "continue from a checkpoint; --epochs is the new total", .help_default = ""},
+    {.name = "metrics", .kind = KIND_STRING, FIELD(metrics, char *),
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST,
+     .section = "Output", .metavar = "FILE", .help = "CSV row per epoch (rank 0)",
+     .help_default = "[none]"},
+    {.name = "quiet", .kind = KIND_FLAG, FIELD(quiet, int),
+     .resume = RESUME_NOT_SAVED, .print = PRINT_NEVER,
+     .section = "Output", .help = "no per-epoch progress lines on stderr"},
+    {.name = "rank-timeout", .kind = KIND_DOUBLE, FIELD(rank_timeout, double),
+     .min = 0, .max = 1e9, .def = 600,
+     .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_distributed, .unit = " s",
+     .section = "Failures", .metavar = "S",
+     .help = "stop the job, naming the rank, when a rank takes more than\n"
+             "S seconds per participant to answer; 0 = wait forever"},
+};
+#undef PROTOCOL
+#undef PRIVACY
+#undef STATE
+
+enum { N_OPTIONS = COUNT(options) };
+
+static void *field_of(config_t *c, const config_option *o) { return (char *)c + o->offset; }
+static const void *cfield_of(const config_t *c, const config_option *o)
+{
+    return (const char *)c + o->offset;
+}
+
 void config_defaults(config_t *c)
 {
     memset(c, 0, sizeof *c);
-    strcpy(c->dataset, "fashion-mnist");
-    strcpy(c->model, "mlp");
-    c->mode = MODE_DSSGD;
-    c->participants = 30;
-    c->partition = PARTITION_PAPER;
-    c->shard_size = 600;
-    c->alpha = 0.5;
-    c->schedule = SCHEDULE_ROUND_ROBIN;
-    c->epochs = 20;
-    c->lr = 0.05;
-    c->batch = 32;
-    c->seed = 1;
-    c->theta_u = 0.1;
-    c->theta_d = 1.0;
-    c->select = SELECT_LARGEST;
-    c->download = DOWNLOAD_STAT;
-    c->gamma = INFINITY;
-    c->tau = 0.0;
-    c->stat_decay = 1.0;
-    c->dp_max_epsilon = INFINITY;
-    c->rank_timeout = 600;
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const config_option *o = &options[i];
+        void *f = field_of(c, o);
+        switch (o->kind) {
+        case KIND_INT: case KIND_ENUM: case KIND_FLAG: *(int *)f = (int)o->def; break;
+        case KIND_SIZE: *(size_t *)f = (size_t)o->def; break;
+        case KIND_U64: *(uint64_t *)f = (uint64_t)o->def; break;
+        case KIND_DOUBLE: *(double *)f = o->def; break;
+        case KIND_STRING: snprintf(f, o->size, "%s", o->def_str ? o->def_str : ""); break;
+        }
+    }
 }
 
 /* ---- strict value parsing ---------------------------------------------- */
 
 static int parse_double(const char *opt, const char *s, double lo, double hi, int lo_open,
-                        double *out, char *err)
+                        int hi_open, double *out, char *err)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end != '\0' || errno == ERANGE || isnan(v))
         return err_set(err, "--%s: '%s' is not a number", opt, s);
-    if ((lo_open ? v <= lo : v < lo) || v > hi)
-        return err_set(err, "--%s: %s is out of range %s%g, %g]", opt, s, lo_open ? "(" : "[",
-                       lo, hi);
+    if ((lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi))
+        return err_set(err, "--%s: %s is out of range %s%g, %g%s", opt, s, lo_open ? "(" : "[",
+                       lo, hi, hi_open ? ")" : "]");
     *out = v;
     return 0;
 }
@@ -112,116 +346,156 @@ static int copy_string(const char *opt, const char *s, char *dst, size_t len, ch
     return 0;
 }
 
-/* ---- options ----------------------------------------------------------- */
+/* Sets option o from its command-line value s (NULL for a flag). A refused
+ * value leaves the field as it was. */
+static int set_option(config_t *c, const config_option *o, const char *s, char *err)
+{
+    void *f = field_of(c, o);
+    if (o->check && o->check(s, err))
+        return -1;
+    long long v = 0;
+    double d = 0;
+    int choice = 0;
+    switch (o->kind) {
+    case KIND_INT: case KIND_SIZE: case KIND_U64:
+        if (parse_long(o->name, s, o->imin, o->imax, &v, err))
+            return -1;
+        if (o->kind == KIND_INT)
+            *(int *)f = (int)v;
+        else if (o->kind == KIND_SIZE)
+            *(size_t *)f = (size_t)v;
+        else
+            *(uint64_t *)f = (uint64_t)v;
+        return 0;
+    case KIND_DOUBLE:
+        if (parse_double(o->name, s, o->min, o->max, o->min_open, o->max_open, &d, err))
+            return -1;
+        *(double *)f = d;
+        return 0;
+    case KIND_ENUM:
+        if (parse_choice(o->name, s, o->names, o->n_names, &choice, err))
+            return -1;
+        *(int *)f = choice;
+        return 0;
+    case KIND_STRING:
+        if (o->names && parse_choice(o->name, s, o->names, o->n_names, &choice, err))
+            return -1;
+        return copy_string(o->name, s, f, o->size, err);
+    case KIND_FLAG:
+        *(int *)f = 1;
+        return 0;
+    }
+    return err_set(err, "--%s: unknown option kind", o->name);
+}
+
+/* ---- values as text ---------------------------------------------------- */
+
+enum { VALUE_LEN = 64 }; /* any number or name; strings are returned in place */
+
+/* Option o's value in c as text: as the checkpoint saves it (saved: doubles
+ * to 17 digits, flags 0/1) or as people read it (%g, flags on/off). Returns
+ * buf, the field itself (strings) or a name. */
+static const char *value_text(const config_option *o, const config_t *c, int saved,
+                              char buf[VALUE_LEN])
+{
+    const void *f = cfield_of(c, o);
+    switch (o->kind) {
+    case KIND_INT: snprintf(buf, VALUE_LEN, "%d", *(const int *)f); return buf;
+    case KIND_SIZE: snprintf(buf, VALUE_LEN, "%zu", *(const size_t *)f); return buf;
+    case KIND_U64:
+        snprintf(buf, VALUE_LEN, "%llu", (unsigned long long)*(const uint64_t *)f);
+        return buf;
+    case KIND_DOUBLE:
+        snprintf(buf, VALUE_LEN, saved ? "%.17g" : "%g", *(const double *)f);
+        return buf;
+    case KIND_ENUM: {
+        int v = *(const int *)f;
+        return v >= 0 && v < o->n_names ? o->names[v] : "(invalid)";
+    }
+    case KIND_STRING: return f;
+    case KIND_FLAG:
+        if (saved) {
+            snprintf(buf, VALUE_LEN, "%d", *(const int *)f);
+            return buf;
+        }
+        return *(const int *)f ? "on" : "off";
+    }
+    return "";
+}
+
+/* As config_print and --help show it. */
+static const char *shown_text(const config_option *o, const config_t *c, char buf[VALUE_LEN])
+{
+    if (o->display)
+        return o->display(c);
+    const char *s = value_text(o, c, 0, buf);
+    return o->kind == KIND_STRING && !*s ? "(none)" : s;
+}
+
+/* ---- --help --------------------------------------------------------------- */
 
 enum {
-    OPT_DATASET = 256, OPT_DATA_DIR, OPT_EVAL_SIZE, OPT_MODEL, OPT_MODE, OPT_PARTICIPANTS,
-    OPT_PARTITION, OPT_SHARD_SIZE, OPT_ALPHA, OPT_SCHEDULE, OPT_EPOCHS, OPT_LR, OPT_BATCH,
-    OPT_SEED, OPT_THETA_U, OPT_THETA_D, OPT_SELECT, OPT_DOWNLOAD, OPT_GAMMA, OPT_TAU,
-    OPT_STAT_DECAY, OPT_RESIDUAL, OPT_DP_EPSILON, OPT_DP_MAX_EPSILON, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_RESUME,
-    OPT_METRICS, OPT_QUIET, OPT_RANK_TIMEOUT, OPT_HELP,
+    USAGE_OPT_WIDTH = 22,  /* "--name VALUE" column after two spaces, at least one blank */
+    USAGE_HELP_WIDTH = 43, /* help column, then the default's tag */
 };
 
-static const struct option long_options[] = {
-    {"dataset", required_argument, 0, OPT_DATASET},
-    {"data-dir", required_argument, 0, OPT_DATA_DIR},
-    {"eval-size", required_argument, 0, OPT_EVAL_SIZE},
-    {"model", required_argument, 0, OPT_MODEL},
-    {"mode", required_argument, 0, OPT_MODE},
-    {"participants", required_argument, 0, OPT_PARTICIPANTS},
-    {"partition", required_argument, 0, OPT_PARTITION},
-    {"shard-size", required_argument, 0, OPT_SHARD_SIZE},
-    {"alpha", required_argument, 0, OPT_ALPHA},
-    {"schedule", required_argument, 0, OPT_SCHEDULE},
-    {"epochs", required_argument, 0, OPT_EPOCHS},
-    {"lr", required_argument, 0, OPT_LR},
-    {"batch", required_argument, 0, OPT_BATCH},
-    {"seed", required_argument, 0, OPT_SEED},
-    {"theta-u", required_argument, 0, OPT_THETA_U},
-    {"theta-d", required_argument, 0, OPT_THETA_D},
-    {"select", required_argument, 0, OPT_SELECT},
-    {"download", required_argument, 0, OPT_DOWNLOAD},
-    {"gamma", required_argument, 0, OPT_GAMMA},
-    {"tau", required_argument, 0, OPT_TAU},
-    {"stat-decay", required_argument, 0, OPT_STAT_DECAY},
-    {"residual", no_argument, 0, OPT_RESIDUAL},
-    {"dp-epsilon", required_argument, 0, OPT_DP_EPSILON},
-    {"dp-max-epsilon", required_argument, 0, OPT_DP_MAX_EPSILON},
-    {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
-    {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
-    {"resume", required_argument, 0, OPT_RESUME},
-    {"metrics", required_argument, 0, OPT_METRICS},
-    {"quiet", no_argument, 0, OPT_QUIET},
-    {"rank-timeout", required_argument, 0, OPT_RANK_TIMEOUT},
-    {"help", no_argument, 0, OPT_HELP},
-    {0, 0, 0, 0},
-};
+/* Writes s[0, n) with each "%s" in it replaced by def; returns the
+ * characters written. */
+static int put_help(FILE *out, const char *s, size_t n, const char *def)
+{
+    const char *end = s + n, *mark;
+    int written = 0;
+    while ((mark = strstr(s, "%s")) != NULL && mark + 2 <= end) {
+        fwrite(s, 1, (size_t)(mark - s), out);
+        fputs(def, out);
+        written += (int)(mark - s) + (int)strlen(def);
+        s = mark + 2;
+    }
+    fwrite(s, 1, (size_t)(end - s), out);
+    return written + (int)(end - s);
+}
 
 void config_usage(FILE *out)
 {
     config_t d;
     config_defaults(&d);
-    fprintf(out,
-"usage: dssgd train [options]      (run under mpirun: rank 0 is the server)\n"
-"       dssgd --help\n"
-"\n"
-"Data\n"
-"  --dataset NAME        fashion-mnist | mnist                      [%s]\n"
-"  --data-dir DIR        directory of the four IDX files (.gz or not)\n"
-"                        [fashion-mnist: %s; mnist: required]\n"
-"  --eval-size N         evaluate on the first N test images, 0 = all [%zu]\n"
-"Model\n"
-"  --model SPEC          mlp (784-128-64-10, ReLU) | cnn (the paper's CNN) | 784-256-10\n"
-"                        | layers: c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d10 [%s]\n"
-"Run\n"
-"  --mode MODE           dssgd | centralized | standalone           [%s]\n"
-"  --participants N      number of participants                     [%d]\n"
-"  --partition KIND      iid | paper (independent, may overlap) | dirichlet [%s]\n"
-"  --shard-size N        examples per participant, 0 = equal share  [%zu]\n"
-"  --alpha A             Dirichlet concentration (> 0)              [%g]\n"
-"  --schedule S          round-robin | random | async | sync        [%s]\n"
-"  --epochs N            epochs (each participant trains once each) [%d]\n"
-"  --lr R                learning rate (> 0)                        [%g]\n"
-"  --batch B             mini-batch size (1..4096)                  [%d]\n"
-"  --seed S              seed of every random choice                [%llu]\n"
-"Protocol (mode dssgd)\n"
-"  --theta-u T           fraction of parameters uploaded, (0, 1]    [%g]\n"
-"  --theta-d T           fraction of parameters downloaded, (0, 1]  [%g]\n"
-"  --select S            largest | random (above --tau) | svt (differential privacy)\n"
-"                                                                   [%s]\n"
-"  --download D          stat | random | all                        [%s]\n"
-"  --gamma G             clip uploads to [-G, G], > 0, inf = off     [%g]\n"
-"  --tau T               threshold of --select random (>= 0)        [%g]\n"
-"  --stat-decay B        stat <- B * stat each epoch, (0, 1]        [%g]\n"
-"  --residual            error feedback: keep the unsent part of the update\n"
-"Privacy (--select svt: the sparse vector technique, needs a finite --gamma)\n"
-"  --dp-epsilon E        epsilon per participant per epoch (> 0)    [required with svt]\n"
-"  --dp-max-epsilon B    a participant stops uploading rather than spend beyond B\n"
-"                        in total (basic composition)               [none]\n"
-"State (modes dssgd and standalone)\n"
-"  --checkpoint FILE     save the whole state to FILE (HDF5, atomic) [none]\n"
-"  --checkpoint-every K  ... every K epochs, and always at the end  [end only]\n"
-"  --resume FILE         continue from a checkpoint; --epochs is the new total\n"
-"Output\n"
-"  --metrics FILE        CSV row per epoch (rank 0)                 [none]\n"
-"  --quiet               no per-epoch progress lines on stderr\n"
-"Failures\n"
-"  --rank-timeout S      stop the job, naming the rank, when a rank takes more than\n"
-"                        S seconds per participant to answer; 0 = wait forever [%g]\n",
-        d.dataset, dataset_default_dir("fashion-mnist"), d.eval_size, d.model,
-        mode_names[d.mode], d.participants, partition_names[d.partition], d.shard_size,
-        d.alpha, schedule_names[d.schedule], d.epochs, d.lr, d.batch,
-        (unsigned long long)d.seed, d.theta_u, d.theta_d, select_names[d.select],
-        download_names[d.download], d.gamma, d.tau, d.stat_decay, d.rank_timeout);
+    fputs(USAGE_HEAD, out);
+    const char *section = NULL;
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const config_option *o = &options[i];
+        if (!section || strcmp(section, o->section) != 0)
+            fprintf(out, "%s\n", section = o->section);
+        char opt[64], buf[VALUE_LEN];
+        snprintf(opt, sizeof opt, "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        fprintf(out, "  %-*s ", USAGE_OPT_WIDTH - 1, opt);
+        const char *def = shown_text(o, &d, buf);
+        /* the help, each further line under the first */
+        int width = 0;
+        for (const char *line = o->help;;) {
+            const char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line) : strlen(line);
+            width = put_help(out, line, n, def);
+            if (!nl)
+                break;
+            fprintf(out, "\n%*s", USAGE_OPT_WIDTH + 2, "");
+            line = nl + 1;
+        }
+        const char *tag = o->help_default ? o->help_default : o->kind == KIND_FLAG ? "" : "[%s]";
+        if (*tag) {
+            fprintf(out, "%*s", width < USAGE_HELP_WIDTH ? USAGE_HELP_WIDTH - width : 1, "");
+            put_help(out, tag, strlen(tag), def);
+        }
+        fputc('\n', out);
+    }
 }
 
 int config_validate(const config_t *c, char *err)
 {
     if (strcmp(c->dataset, "mnist") == 0 && c->data_dir[0] == '\0')
         return err_set(err, "--dataset mnist needs --data-dir DIR (the four MNIST IDX files)");
-    if (c->partition == PARTITION_IID || c->partition == PARTITION_DIRICHLET) {
-        /* checked against the data size when the shards are made */
-    }
+    /* --partition iid and dirichlet are checked against the data size when
+     * the shards are made */
     if ((c->checkpoint[0] || c->resume[0] || c->checkpoint_every) && c->mode == MODE_CENTRALIZED)
         return err_set(err, "--checkpoint and --resume apply to modes dssgd and standalone");
     if (c->checkpoint_every && !c->checkpoint[0])
@@ -241,232 +515,96 @@ int config_validate(const config_t *c, char *err)
     return 0;
 }
 
+/* ---- the command line ------------------------------------------------------- */
+
+enum { OPT_FIRST = 256, OPT_HELP = OPT_FIRST + N_OPTIONS }; /* getopt values: row + 256 */
+
 int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
 {
+    struct option longopts[N_OPTIONS + 2];
+    for (int i = 0; i < N_OPTIONS; i++)
+        longopts[i] = (struct option){options[i].name,
+                                      options[i].kind == KIND_FLAG ? no_argument
+                                                                   : required_argument,
+                                      NULL, OPT_FIRST + i};
+    longopts[N_OPTIONS] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    longopts[N_OPTIONS + 1] = (struct option){NULL, 0, NULL, 0};
+
     optind = 0; /* 0, not 1: glibc then also forgets its place in the last argv */
     opterr = 0;
     int opt;
-    long long v = 0;
-    int choice = 0;
-    while ((opt = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
-        const char *name = NULL;
-        for (const struct option *o = long_options; o->name; o++)
-            if (o->val == opt)
-                name = o->name;
-        int rc = 0;
-        switch (opt) {
-        case OPT_DATASET:
-            rc = parse_choice(name, optarg, (const char *const[]){"fashion-mnist", "mnist"}, 2,
-                              &choice, err);
-            if (!rc)
-                strcpy(c->dataset, optarg);
-            break;
-        case OPT_DATA_DIR: rc = copy_string(name, optarg, c->data_dir, sizeof c->data_dir, err); break;
-        case OPT_EVAL_SIZE:
-            rc = parse_long(name, optarg, 0, 1LL << 31, &v, err);
-            if (!rc)
-                c->eval_size = (size_t)v;
-            break;
-        case OPT_MODEL:
-            rc = *optarg ? copy_string(name, optarg, c->model, sizeof c->model, err)
-                         : err_set(err, "--model: empty value (try mlp or cnn)");
-            break;
-        case OPT_MODE:
-            rc = parse_choice(name, optarg, mode_names, COUNT(mode_names), &choice, err);
-            if (!rc)
-                c->mode = (config_mode)choice;
-            break;
-        case OPT_PARTICIPANTS:
-            rc = parse_long(name, optarg, 1, 100000, &v, err);
-            if (!rc)
-                c->participants = (int)v;
-            break;
-        case OPT_PARTITION:
-            rc = parse_choice(name, optarg, partition_names, COUNT(partition_names), &choice, err);
-            if (!rc)
-                c->partition = (dataset_partition)choice;
-            break;
-        case OPT_SHARD_SIZE:
-            rc = parse_long(name, optarg, 0, 1LL << 31, &v, err);
-            if (!rc)
-                c->shard_size = (size_t)v;
-            break;
-        case OPT_ALPHA: rc = parse_double(name, optarg, 0, 1e6, 1, &c->alpha, err); break;
-        case OPT_SCHEDULE:
-            rc = parse_choice(name, optarg, schedule_names, COUNT(schedule_names), &choice, err);
-            if (!rc)
-                c->schedule = (config_schedule)choice;
-            break;
-        case OPT_EPOCHS:
-            rc = parse_long(name, optarg, 1, 1000000, &v, err);
-            if (!rc)
-                c->epochs = (int)v;
-            break;
-        case OPT_LR: rc = parse_double(name, optarg, 0, 1e3, 1, &c->lr, err); break;
-        case OPT_BATCH:
-            rc = parse_long(name, optarg, 1, 4096, &v, err);
-            if (!rc)
-                c->batch = (int)v;
-            break;
-        case OPT_SEED:
-            rc = parse_long(name, optarg, 0, INT64_MAX, &v, err);
-            if (!rc)
-                c->seed = (uint64_t)v;
-            break;
-        case OPT_THETA_U: rc = parse_double(name, optarg, 0, 1, 1, &c->theta_u, err); break;
-        case OPT_THETA_D: rc = parse_double(name, optarg, 0, 1, 1, &c->theta_d, err); break;
-        case OPT_SELECT:
-            rc = parse_choice(name, optarg, select_names, COUNT(select_names), &choice, err);
-            if (!rc)
-                c->select = (config_select)choice;
-            break;
-        case OPT_DOWNLOAD:
-            rc = parse_choice(name, optarg, download_names, COUNT(download_names), &choice, err);
-            if (!rc)
-                c->download = (config_download)choice;
-            break;
-        case OPT_GAMMA: rc = parse_double(name, optarg, 0, INFINITY, 1, &c->gamma, err); break;
-        case OPT_TAU: rc = parse_double(name, optarg, 0, INFINITY, 0, &c->tau, err); break;
-        case OPT_STAT_DECAY: rc = parse_double(name, optarg, 0, 1, 1, &c->stat_decay, err); break;
-        case OPT_RESIDUAL: c->residual = 1; break;
-        case OPT_DP_EPSILON: rc = parse_double(name, optarg, 0, 1e12, 1, &c->dp_epsilon, err); break;
-        case OPT_DP_MAX_EPSILON:
-            rc = parse_double(name, optarg, 0, INFINITY, 1, &c->dp_max_epsilon, err);
-            break;
-        case OPT_CHECKPOINT:
-            rc = copy_string(name, optarg, c->checkpoint, sizeof c->checkpoint, err);
-            break;
-        case OPT_CHECKPOINT_EVERY:
-            rc = parse_long(name, optarg, 1, 1000000, &v, err);
-            if (!rc)
-                c->checkpoint_every = (int)v;
-            break;
-        case OPT_RESUME: rc = copy_string(name, optarg, c->resume, sizeof c->resume, err); break;
-        case OPT_METRICS: rc = copy_string(name, optarg, c->metrics, sizeof c->metrics, err); break;
-        case OPT_QUIET: c->quiet = 1; break;
-        case OPT_RANK_TIMEOUT:
-            rc = parse_double(name, optarg, 0, 1e9, 0, &c->rank_timeout, err);
-            break;
-        case OPT_HELP:
+    while ((opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        if (opt >= OPT_FIRST && opt < OPT_HELP) {
+            if (set_option(c, &options[opt - OPT_FIRST], optarg, err))
+                return -1;
+        } else if (opt == OPT_HELP) {
             if (out)
                 config_usage(out);
             return 1;
-        case ':':
+        } else if (opt == ':') {
             return err_set(err, "%s needs a value", argv[optind - 1]);
-        default:
-            if (optopt && optopt < OPT_DATASET)
-                return err_set(err, "unknown option '-%c' (options are long: --name value; "
-                               "see dssgd --help)", optopt);
+        } else if (optopt && optopt < OPT_FIRST) {
+            return err_set(err, "unknown option '-%c' (options are long: --name value; "
+                           "see dssgd --help)", optopt);
+        } else {
             return err_set(err, "unknown option '%s' (see dssgd --help)", argv[optind - 1]);
         }
-        if (rc)
-            return -1;
     }
     if (optind < argc)
         return err_set(err, "unexpected argument '%s' (see dssgd --help)", argv[optind]);
     return config_validate(c, err);
 }
 
+/* ---- the printed table ------------------------------------------------------ */
+
+enum { PRINT_VALUE_WIDTH = 40 };
+
+static void print_border(FILE *out, int key_width)
+{
+    fputc('+', out);
+    for (int i = 0; i < key_width + 2; i++)
+        fputc('-', out);
+    fputc('+', out);
+    for (int i = 0; i < PRINT_VALUE_WIDTH + 2; i++)
+        fputc('-', out);
+    fputs("+\n", out);
+}
+
 void config_print(const config_t *c, FILE *out)
 {
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
-    const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
-    fprintf(out, "+------------------+------------------------------------------+\n");
-#define ROW_S(k, v) fprintf(out, "| %-16s | %-40s |\n", k, v)
-#define ROW_F(k, fmt, v) do { char b_[64]; snprintf(b_, sizeof b_, fmt, v); ROW_S(k, b_); } while (0)
-    ROW_S("mode", mode_names[c->mode]);
-    ROW_S("dataset", c->dataset);
-    ROW_S("data-dir", dir ? dir : "");
-    ROW_F("eval-size", "%zu", c->eval_size);
-    ROW_S("model", c->model);
-    ROW_F("participants", "%d", c->participants);
-    ROW_S("partition", partition_names[c->partition]);
-    ROW_F("shard-size", "%zu", c->shard_size);
-    if (c->partition == PARTITION_DIRICHLET)
-        ROW_F("alpha", "%g", c->alpha);
-    ROW_F("epochs", "%d", c->epochs);
-    ROW_F("lr", "%g", c->lr);
-    ROW_F("batch", "%d", c->batch);
-    ROW_S("seed", seed);
-    if (c->mode == MODE_DSSGD) {
-        ROW_S("schedule", schedule_names[c->schedule]);
-        ROW_F("theta-u", "%g", c->theta_u);
-        ROW_F("theta-d", "%g", c->theta_d);
-        ROW_S("select", select_names[c->select]);
-        ROW_S("download", download_names[c->download]);
-        ROW_F("gamma", "%g", c->gamma);
-        if (c->select != SELECT_LARGEST)
-            ROW_F("tau", "%g", c->tau);
-        ROW_F("stat-decay", "%g", c->stat_decay);
-        ROW_S("residual", c->residual ? "on" : "off");
-        if (c->select == SELECT_SVT) {
-            ROW_F("dp-epsilon", "%g", c->dp_epsilon);
-            ROW_F("dp-max-epsilon", "%g", c->dp_max_epsilon);
+    int key_width = 0; /* the longest name, shown or not: one width for every run */
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (options[i].print != PRINT_NEVER && (int)strlen(options[i].name) > key_width)
+            key_width = (int)strlen(options[i].name);
+    print_border(out, key_width);
+    for (print_block b = PRINT_FIRST; b <= PRINT_LAST; b++) {
+        if (b == PRINT_DSSGD && c->mode != MODE_DSSGD)
+            continue;
+        for (int i = 0; i < N_OPTIONS; i++) {
+            const config_option *o = &options[i];
+            if (o->print != b || (o->shown && !o->shown(c)))
+                continue;
+            char buf[VALUE_LEN];
+            const char *v = shown_text(o, c, buf), *unit = o->unit ? o->unit : "";
+            int pad = PRINT_VALUE_WIDTH - (int)(strlen(v) + strlen(unit));
+            fprintf(out, "| %-*s | %s%s%*s |\n", key_width, o->name, v, unit, pad > 0 ? pad : 0,
+                    "");
         }
     }
-    if (c->checkpoint[0]) {
-        ROW_S("checkpoint", c->checkpoint);
-        ROW_F("checkpoint-every", "%d", c->checkpoint_every);
-    }
-    if (c->resume[0])
-        ROW_S("resume", c->resume);
-    ROW_S("metrics", c->metrics[0] ? c->metrics : "(none)");
-    if (c->mode != MODE_CENTRALIZED)
-        ROW_F("rank-timeout", "%g s", c->rank_timeout);
-#undef ROW_S
-#undef ROW_F
-    fprintf(out, "+------------------+------------------------------------------+\n");
+    print_border(out, key_width);
 }
 
 /* ---- configuration as text (checkpoints) ------------------------------- */
 
-/* Every option, its text form, and whether a resumed run must keep it. */
-typedef struct { const char *key; char value[CONFIG_PATH_LEN + 32]; int must_match; } config_item;
-
-enum { CONFIG_ITEMS = 26 };
-
-static void config_items(const config_t *c, config_item *it)
-{
-    int i = 0;
-#define ITEM(k, m, ...) do { it[i].key = k; it[i].must_match = m; \
-        snprintf(it[i].value, sizeof it[i].value, __VA_ARGS__); i++; } while (0)
-    ITEM("dataset", 1, "%s", c->dataset);
-    ITEM("data-dir", 0, "%s", c->data_dir);
-    ITEM("eval-size", 0, "%zu", c->eval_size);
-    ITEM("model", 1, "%s", c->model);
-    ITEM("mode", 1, "%s", mode_names[c->mode]);
-    ITEM("participants", 1, "%d", c->participants);
-    ITEM("partition", 1, "%s", partition_names[c->partition]);
-    ITEM("shard-size", 1, "%zu", c->shard_size);
-    ITEM("alpha", 1, "%.17g", c->alpha);
-    ITEM("schedule", 1, "%s", schedule_names[c->schedule]);
-    ITEM("epochs", 0, "%d", c->epochs);
-    ITEM("lr", 1, "%.17g", c->lr);
-    ITEM("batch", 1, "%d", c->batch);
-    ITEM("seed", 1, "%llu", (unsigned long long)c->seed);
-    ITEM("theta-u", 1, "%.17g", c->theta_u);
-    ITEM("theta-d", 1, "%.17g", c->theta_d);
-    ITEM("select", 1, "%s", select_names[c->select]);
-    ITEM("download", 1, "%s", download_names[c->download]);
-    ITEM("gamma", 1, "%.17g", c->gamma);
-    ITEM("tau", 1, "%.17g", c->tau);
-    ITEM("stat-decay", 1, "%.17g", c->stat_decay);
-    ITEM("residual", 1, "%d", c->residual);
-    ITEM("dp-epsilon", 1, "%.17g", c->dp_epsilon);
-    ITEM("dp-max-epsilon", 0, "%.17g", c->dp_max_epsilon);
-    ITEM("checkpoint-every", 0, "%d", c->checkpoint_every);
-    ITEM("metrics", 0, "%s", c->metrics);
-#undef ITEM
-}
-
 int config_to_text(const config_t *c, char *buf, size_t len)
 {
-    config_item it[CONFIG_ITEMS];
-    config_items(c, it);
     size_t used = 0;
-    for (int i = 0; i < CONFIG_ITEMS; i++) {
-        int n = snprintf(buf + used, len - used, "%s = %s\n", it[i].key, it[i].value);
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const config_option *o = &options[i];
+        if (o->resume == RESUME_NOT_SAVED)
+            continue;
+        char vbuf[VALUE_LEN];
+        int n = snprintf(buf + used, len - used, "%s = %s\n", o->name, value_text(o, c, 1, vbuf));
         if (n < 0 || (size_t)n >= len - used)
             return -1;
         used += (size_t)n;
@@ -474,40 +612,39 @@ int config_to_text(const config_t *c, char *buf, size_t len)
     return (int)used;
 }
 
-/* The value of `key` in config text, copied to out; 0 if found. */
-static int find_value(const char *text, const char *key, char *out, size_t len)
+/* The value of `key` in config text: its start, and its length in *len;
+ * NULL if the key is absent. */
+static const char *find_value(const char *text, const char *key, size_t *len)
 {
     size_t klen = strlen(key);
     for (const char *line = text; line && *line; ) {
         const char *end = strchr(line, '\n');
         size_t llen = end ? (size_t)(end - line) : strlen(line);
         if (llen >= klen + 3 && strncmp(line, key, klen) == 0 && strncmp(line + klen, " = ", 3) == 0) {
-            size_t vlen = llen - klen - 3;
-            if (vlen >= len)
-                vlen = len - 1;
-            memcpy(out, line + klen + 3, vlen);
-            out[vlen] = '\0';
-            return 0;
+            *len = llen - klen - 3;
+            return line + klen + 3;
         }
         line = end ? end + 1 : NULL;
     }
-    return -1;
+    return NULL;
 }
 
 int config_check_resume(const config_t *c, const char *saved, char *err)
 {
-    config_item it[CONFIG_ITEMS];
-    config_items(c, it);
-    for (int i = 0; i < CONFIG_ITEMS; i++) {
-        if (!it[i].must_match)
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const config_option *o = &options[i];
+        if (o->resume != RESUME_MUST_MATCH)
             continue;
-        char old[CONFIG_PATH_LEN + 32];
-        if (find_value(saved, it[i].key, old, sizeof old))
-            return err_set(err, "the checkpoint's configuration has no '%s'", it[i].key);
-        if (strcmp(old, it[i].value) != 0)
-            return err_set(err, "--%s differs: the checkpoint was made with %s, this run has %s "
+        char buf[VALUE_LEN];
+        const char *now = value_text(o, c, 1, buf);
+        size_t len;
+        const char *old = find_value(saved, o->name, &len);
+        if (!old)
+            return err_set(err, "the checkpoint's configuration has no '%s'", o->name);
+        if (len != strlen(now) || memcmp(old, now, len) != 0)
+            return err_set(err, "--%s differs: the checkpoint was made with %.*s, this run has %s "
                            "(only --epochs, paths, --eval-size and --dp-max-epsilon may change "
-                           "on resume)", it[i].key, old, it[i].value);
+                           "on resume)", o->name, (int)len, old, now);
     }
     return 0;
 }

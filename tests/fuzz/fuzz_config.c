@@ -11,7 +11,8 @@
 #include "fuzz_common.h"
 
 #define MAX_ARGS 64
-/* 26 items of at most CONFIG_PATH_LEN + 32 bytes plus their keys. */
+/* config_to_text's lines: two paths under CONFIG_PATH_LEN bytes, the model
+ * spec and short values, well under this. */
 #define TEXT_LEN (1 << 16)
 
 static FILE *devnull;
