@@ -21,6 +21,14 @@ for i in $(seq 1 15); do
   [[ -f ck.h5 ]] && resume=(--resume ck.h5)
   "$bin" train "${args[@]}" "${resume[@]}" --epochs 100000 > out.log 2>&1 &
   pid=$!
+  # The first run is killed only once it has written a checkpoint: on a
+  # busy machine a first epoch can outlast every random delay below.
+  if [[ ${#resume[@]} -eq 0 ]]; then
+    for _ in $(seq 1 3000); do
+      [[ -f ck.h5 ]] || ! kill -0 "$pid" 2>/dev/null && break
+      sleep 0.1
+    done
+  fi
   sleep "$(( (RANDOM % 2) + 1 )).$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
   kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
   wait "$pid" 2>/dev/null || true
