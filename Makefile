@@ -4,7 +4,7 @@
 #   make unit         builds and runs the unit tests (no MPI, about 10 s)
 #   make check        the whole suite, what CI runs (about 8 minutes on 2 cores)
 #   make demo         a real DSSGD training on Fashion-MNIST (about 15 s)
-#   make bench        every benchmark figure next to its reference (about 2 minutes)
+#   make bench        every benchmark figure next to its reference (about 70 s; results/bench/README.md)
 #   make check-slurm  the SLURM job scripts on a one-node cluster (root)
 #   make deps         installs the missing Debian packages (.ci/install-deps)
 #   make clean

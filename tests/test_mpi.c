@@ -258,7 +258,7 @@ static void test_same_seed_same_bits(void **state)
 /* N = 1, theta_u = theta_d = 1, gamma = inf: the global model equals plain
  * SGD on the participant's shard, computed here independently, where each
  * epoch ends with the protocol's one rounding w + fl(w' - w) (float32 deltas
- * cannot carry w' - w exactly when a weight crosses zero; see README). */
+ * cannot carry w' - w exactly when a weight crosses zero; see docs/DESIGN.md). */
 static void test_single_participant_full_sharing_is_plain_sgd(void **state)
 {
     (void)state;

@@ -1,7 +1,7 @@
 /* test_wire: the sparse-vector message (version 2): exact little-endian layout of
  * every encoding, round trips, the size rule against a naive reference encoder,
  * every refusal reason (with outputs untouched), truncation at every byte, and
- * random-mutation robustness. Prints the bytes an entry by density (README). */
+ * random-mutation robustness. Prints the bytes an entry by density (docs/DESIGN.md, 'Wire format v2'). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -473,7 +473,7 @@ static void test_never_larger_than_dense(void **state)
     free(idx);
 }
 
-/* The table of the README: bytes an entry (header included) by density for
+/* Bytes an entry (header included) by density for
  * the MLP, uniformly random indices, seed 1. Printed, and sanity-checked. */
 static void test_print_bytes_per_entry_by_density(void **state)
 {
