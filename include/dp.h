@@ -28,15 +28,17 @@ static inline double dp_eps2(double epsilon) { return 2.0 * epsilon / 9.0; }
  *     |clip(delta_j)| + Lap(2 sigma(eps1)) >= tau + rho,  rho ~ Lap(sigma(eps1)),
  * as clip(delta_j + Lap(sigma(eps2))) with fresh noise, after which rho is
  * drawn afresh; stops after c releases. Writes the released indices in
- * ascending order with their values; returns how many (<= c). perm is
- * scratch of n entries. All randomness from rng. */
+ * ascending order with their values to idx and val (room for min(c, n)
+ * each, not overlapping delta or perm); returns how many (<= c). perm is
+ * scratch of n entries. Allocates nothing, so it cannot fail: a caller that
+ * charged the ledger first always gets the mechanism's answer. All
+ * randomness from rng. */
 size_t dp_svt_select(const float *delta, size_t n, const dp_svt_params *p, rng_t *rng,
                      uint32_t *perm, uint32_t *idx, float *val);
 
 /* The privacy ledger of one participant. */
 typedef struct {
     double spent;        /* cumulative epsilon (basic composition) */
-    double last_epoch;   /* epsilon spent in the most recent epoch */
     int epochs;          /* epochs that spent anything */
 } dp_ledger;
 

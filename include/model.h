@@ -21,8 +21,8 @@ typedef enum {
 } model_layer_kind;
 
 /* Shapes are per example, (channels, height, width); a dense layer's output is
- * (out_size, 1, 1). Room for conv/pool layers later without changing the
- * flat-buffer contract. */
+ * (out_size, 1, 1), and a dense layer after a conv or pool layer reads its
+ * output flattened (in_size = c*h*w). */
 typedef struct {
     model_layer_kind kind;
     int in_c, in_h, in_w;
@@ -85,8 +85,5 @@ double model_forward(const model_t *m, const float *params, model_ws *ws, int ba
  * its weights before it updates them, so the aliasing is safe). */
 void model_backward(const model_t *m, const float *params, model_ws *ws, int batch,
                     float alpha, float *out);
-
-/* Multiply-adds of one example's forward pass (for GFLOP/s figures). */
-double model_forward_flops(const model_t *m);
 
 #endif

@@ -53,14 +53,22 @@ float *participant_params(participant_t *p);
 const float *participant_residual(const participant_t *p); /* NULL without --residual */
 /* The privacy ledger (all zero without --select svt). */
 const dp_ledger *participant_ledger(const participant_t *p);
+/* 1 when the privacy cap withheld the upload of the most recent
+ * participant_epoch (its ledger unchanged: another epoch would take spent
+ * past ctx->dp_max_epsilon), else 0. Nothing more is spent after that, so
+ * under the same ctx it stays 1: the driver reports the first time. */
+int participant_budget_stopped(const participant_t *p);
 
 /* Checkpoint support. save copies out the state (residual may be NULL when
  * there is none); restore puts it back and refuses (-1) an rng state of
- * another seed or stream or an impossible one. */
+ * another seed or stream, an impossible one, or a negative epsilon. The
+ * ledger's epoch count is not stored: restore derives it from epsilon, a
+ * sum of equal charges of ctx->dp_epsilon (which a resume must keep). */
 void participant_save(const participant_t *p, float *params, float *residual,
                       uint64_t rng[RNG_STATE_WORDS], double *epsilon);
-int participant_restore(participant_t *p, const float *params, const float *residual,
-                        const uint64_t rng[RNG_STATE_WORDS], double epsilon);
+int participant_restore(participant_t *p, const participant_ctx *ctx, const float *params,
+                        const float *residual, const uint64_t rng[RNG_STATE_WORDS],
+                        double epsilon);
 
 /* Overwrites the entries named in a download message. The server is
  * trusted less than fully: the message is validated first. */
@@ -72,9 +80,10 @@ void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
 
 /* One DSSGD epoch after the download: train, then choose and clip the
  * upload (by --select; with svt, through the mechanism, charging the
- * ledger, and sending nothing once the cap would be exceeded), update the
- * residual, and pack the upload message into buf (capacity wire_size(k_up)).
- * Returns the message length. */
+ * ledger, and sending nothing once the cap would be exceeded: see
+ * participant_budget_stopped), update the residual, and pack the upload
+ * message into buf (capacity wire_size(k_up)). Returns the message length.
+ * Prints nothing and cannot fail. */
 size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch, uint8_t *buf,
                          size_t cap, sgd_stats *stats);
 

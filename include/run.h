@@ -37,9 +37,20 @@ typedef struct {
     uint64_t rejected_for[WIRE_REASONS];
 } run_result;
 
-/* Runs the configured training. Collective over comm. Returns 0, or -1 with
- * a message in err (on the rank that failed; the others report that a peer
- * failed). result and hooks may be NULL. */
+/* Runs the configured training. Collective over comm. result and hooks may
+ * be NULL; result is filled on rank 0 only. Returns:
+ *   - set-up (data, model, memory, the metrics file): -1 on every rank if
+ *     any rank failed, with the message in err on the rank that failed and
+ *     "another rank failed" on the others;
+ *   - later, rank 0: 0, or -1 with a message in err (writing metrics,
+ *     saving a checkpoint or resuming from one failed); it stops the other
+ *     ranks either way;
+ *   - later, ranks > 0: 0 once rank 0 stops them, also after rank 0 failed
+ *     (its return value is the job's verdict), and at once in centralized
+ *     mode, where rank 0 trains alone.
+ * Errors of the protocol or of MPI mid-run (a malformed message, a rank
+ * that stops answering, a failed MPI call) do not return: that rank prints
+ * the reason and aborts the whole job (MPI_Abort). */
 int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_result *result,
               char *err);
 

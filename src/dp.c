@@ -3,35 +3,65 @@
 #include "dp.h"
 
 #include <math.h>
-#include <stdlib.h>
+
+#include "select.h"
 
 double dp_sigma(const dp_svt_params *p, double eps_part)
 {
     return 2.0 * (double)p->c * (2.0 * (double)p->gamma) / eps_part;
 }
 
-static float clip(double v, float gamma)
+/* Sorts idx[0..m) ascending and moves val along: releases arrive in random
+ * order, the wire wants ascending indices. Heapsort, in place, so that the
+ * mechanism allocates nothing and cannot fail once the ledger is charged.
+ * The indices are distinct, so any correct sort gives these same bits. */
+static void sift_down(uint32_t *idx, float *val, size_t root, size_t m)
 {
-    return (float)(v > gamma ? gamma : (v < -gamma ? -gamma : v));
+    uint32_t top = idx[root];
+    float top_val = val[root];
+    for (;;) {
+        size_t child = 2 * root + 1;
+        if (child >= m)
+            break;
+        if (child + 1 < m && idx[child + 1] > idx[child])
+            child++;
+        if (idx[child] <= top)
+            break;
+        idx[root] = idx[child];
+        val[root] = val[child];
+        root = child;
+    }
+    idx[root] = top;
+    val[root] = top_val;
 }
 
-/* Releases arrive in random order; the wire wants ascending indices. */
-typedef struct { uint32_t idx; float val; } release;
-static int by_index(const void *a, const void *b)
+static void sort_by_index(uint32_t *idx, float *val, size_t m)
 {
-    uint32_t x = ((const release *)a)->idx, y = ((const release *)b)->idx;
-    return (x > y) - (x < y);
+    for (size_t i = m / 2; i-- > 0;)
+        sift_down(idx, val, i, m);
+    for (size_t end = m; end-- > 1;) {
+        uint32_t i0 = idx[0];
+        float v0 = val[0];
+        idx[0] = idx[end];
+        val[0] = val[end];
+        idx[end] = i0;
+        val[end] = v0;
+        sift_down(idx, val, 0, end);
+    }
 }
 
+/* A noised value is rounded to float and then clipped (select_clip). That
+ * is bit for bit what clipping the double and then rounding would give:
+ * rounding is monotonic and keeps +-gamma (floats) exact, so a value beyond
+ * gamma rounds to one at or beyond it, which clips to gamma, and one within
+ * [-gamma, gamma] rounds to a float within it, which passes unchanged. NaN
+ * stays NaN either way. */
 size_t dp_svt_select(const float *delta, size_t n, const dp_svt_params *p, rng_t *rng,
                      uint32_t *perm, uint32_t *idx, float *val)
 {
     double eps1 = dp_eps1(p->epsilon), eps2 = dp_eps2(p->epsilon);
     double s1 = dp_sigma(p, eps1), s2 = dp_sigma(p, eps2);
     size_t c = p->c < n ? p->c : n;
-    release *out = malloc((c ? c : 1) * sizeof *out);
-    if (!out)
-        return 0; /* out of memory: share nothing rather than something unprotected */
 
     /* Random order without replacement, drawn lazily: a partial
      * Fisher-Yates that stops as soon as c entries are released. */
@@ -44,22 +74,17 @@ size_t dp_svt_select(const float *delta, size_t n, const dp_svt_params *p, rng_t
         uint32_t j = perm[r];
         perm[r] = perm[i];
         perm[i] = j;
-        double v = delta[j];
-        double test = fabs((double)clip(v, p->gamma)) + rng_laplace(rng, 2.0 * s1);
+        float v = delta[j];
+        double test = fabs((double)select_clip(v, p->gamma)) + rng_laplace(rng, 2.0 * s1);
         if (test >= (double)p->tau + rho) {
             /* Fresh noise for the value: the test's noise must not leak. */
-            out[released].idx = j;
-            out[released].val = clip(v + rng_laplace(rng, s2), p->gamma);
+            idx[released] = j;
+            val[released] = select_clip((float)((double)v + rng_laplace(rng, s2)), p->gamma);
             released++;
             rho = rng_laplace(rng, s1);
         }
     }
-    qsort(out, released, sizeof *out, by_index);
-    for (size_t i = 0; i < released; i++) {
-        idx[i] = out[i].idx;
-        val[i] = out[i].val;
-    }
-    free(out);
+    sort_by_index(idx, val, released);
     return released;
 }
 
@@ -70,7 +95,6 @@ int dp_ledger_spend(dp_ledger *l, double epsilon, double cap)
     if (l->spent + epsilon > cap * (1.0 + 1e-12))
         return 0;
     l->spent += epsilon;
-    l->last_epoch = epsilon;
     l->epochs++;
     return 1;
 }

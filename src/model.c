@@ -238,19 +238,6 @@ void model_init_params(const model_t *m, float *params, rng_t *rng)
     }
 }
 
-double model_forward_flops(const model_t *m)
-{
-    double flops = 0;
-    for (int i = 0; i < m->num_layers; i++) {
-        const model_layer *l = &m->layers[i];
-        if (l->kind == LAYER_DENSE)
-            flops += 2.0 * (double)l->in_size * (double)l->out_size;
-        else if (l->kind == LAYER_CONV)
-            flops += 2.0 * (double)l->out_size * l->in_c * l->k * l->k;
-    }
-    return flops;
-}
-
 /* ---- workspace --------------------------------------------------------- */
 
 static float *alloc_floats(size_t count)

@@ -2,8 +2,8 @@
  * changes (or a random subset above tau), clipping and error feedback. */
 #include "participant.h"
 
+#include <limits.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +20,7 @@ struct participant {
     size_t shard_size;
     rng_t rng;             /* shuffling, random selection and DP noise */
     dp_ledger ledger;
-    int told_budget;       /* said once that the cap stopped the uploads */
+    int budget_stopped;    /* the cap withheld the latest epoch's upload */
 };
 
 int participant_ctx_init(participant_ctx *ctx, size_t n)
@@ -88,6 +88,7 @@ uint32_t participant_id(const participant_t *p) { return p->id; }
 float *participant_params(participant_t *p) { return p->w; }
 const float *participant_residual(const participant_t *p) { return p->residual; }
 const dp_ledger *participant_ledger(const participant_t *p) { return &p->ledger; }
+int participant_budget_stopped(const participant_t *p) { return p->budget_stopped; }
 
 void participant_save(const participant_t *p, float *params, float *residual,
                       uint64_t rng[RNG_STATE_WORDS], double *epsilon)
@@ -99,8 +100,9 @@ void participant_save(const participant_t *p, float *params, float *residual,
     *epsilon = p->ledger.spent;
 }
 
-int participant_restore(participant_t *p, const float *params, const float *residual,
-                        const uint64_t rng[RNG_STATE_WORDS], double epsilon)
+int participant_restore(participant_t *p, const participant_ctx *ctx, const float *params,
+                        const float *residual, const uint64_t rng[RNG_STATE_WORDS],
+                        double epsilon)
 {
     rng_t r;
     if (rng_restore(&r, rng) || r.seed != p->rng.seed || r.stream != p->rng.stream ||
@@ -111,6 +113,10 @@ int participant_restore(participant_t *p, const float *params, const float *resi
     if (p->residual)
         memcpy(p->residual, residual, p->n * sizeof *p->residual);
     p->ledger.spent = epsilon;
+    /* spent is a sum of equal charges; a hostile file's huge one saturates */
+    double charges = ctx->dp_epsilon > 0 ? epsilon / ctx->dp_epsilon : 0;
+    p->ledger.epochs = charges < INT_MAX ? (int)lround(charges) : INT_MAX;
+    p->budget_stopped = 0;
     return 0;
 }
 
@@ -155,17 +161,15 @@ size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch,
     }
 
     size_t count = 0;
+    p->budget_stopped = 0;
     if (ctx->select == SELECT_SVT) {
         /* The mechanism picks and noises the values itself; nothing else
-         * about d leaves the participant. */
+         * about d leaves the participant. It cannot fail once charged. */
         if (dp_ledger_spend(&p->ledger, ctx->dp_epsilon, ctx->dp_max_epsilon)) {
             dp_svt_params dp = {ctx->dp_epsilon, ctx->k_up, ctx->gamma, ctx->tau};
             count = dp_svt_select(d, n, &dp, &p->rng, ctx->perm, ctx->idx, ctx->val);
-        } else if (!p->told_budget) {
-            fprintf(stderr, "dssgd: participant %u stops uploading at epoch %u: another epoch "
-                    "would take its epsilon from %g past the cap %g\n", p->id, epoch,
-                    p->ledger.spent, ctx->dp_max_epsilon);
-            p->told_budget = 1;
+        } else {
+            p->budget_stopped = 1; /* the driver tells the user */
         }
     } else {
         if (ctx->select == SELECT_LARGEST)

@@ -133,6 +133,13 @@ size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *d
     sgd_stats stats;
     size_t len = participant_epoch(part, &st->ctx, (uint32_t)epoch, st->up_buf, st->up_cap,
                                    &stats);
+    int slot = run_slot_of(st->tr.size, (int)participant_id(part));
+    if (participant_budget_stopped(part) && !st->told_budget[slot]) {
+        fprintf(stderr, "dssgd: participant %u stops uploading at epoch %d: another epoch "
+                "would take its epsilon from %g past the cap %g\n", participant_id(part), epoch,
+                participant_ledger(part)->spent, st->ctx.dp_max_epsilon);
+        st->told_budget[slot] = 1;
+    }
     const run_hooks *h = st->hooks;
     if (h && h->tamper && st->tr.rank > 0 && st->tr.rank == h->tamper_rank)
         len = h->tamper(h->tamper_arg, participant_id(part), (uint32_t)epoch, st->up_buf, len,
@@ -236,7 +243,7 @@ static void receive_participant_state(run_state *st, participant_t *p, part_stat
         recv_state(st, 0, ps->residual, bytes, 0, "a participant residual");
     recv_state(st, 0, ps->rng, sizeof ps->rng, 0, "a participant rng state");
     recv_state(st, 0, &ps->epsilon, sizeof ps->epsilon, 0, "a participant epsilon");
-    if (participant_restore(p, ps->params, ps->residual, ps->rng, ps->epsilon))
+    if (participant_restore(p, &st->ctx, ps->params, ps->residual, ps->rng, ps->epsilon))
         transport_fatal(&st->tr, "checkpointed participant state refused (rng of another "
                         "stream?)");
 }
@@ -523,8 +530,8 @@ static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
             const uint64_t *rng = cs.part_rng + (size_t)p * RNG_STATE_WORDS;
             int dest = run_rank_of(t->size, p);
             if (dest == t->rank) {
-                if (participant_restore(st->local[run_slot_of(t->size, p)], params, res, rng,
-                                        cs.part_epsilon[p]))
+                if (participant_restore(st->local[run_slot_of(t->size, p)], &st->ctx, params,
+                                        res, rng, cs.part_epsilon[p]))
                     rc = err_set(err, "%s: participant %d's state is refused (rng of another "
                                  "stream)", c->resume, p);
                 continue;

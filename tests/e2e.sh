@@ -48,4 +48,14 @@ head -1 "$tmp/m.csv" | grep -qx "epoch,seconds,global_acc,global_loss,part_acc_m
 grep -q "^epoch 2/2" "$tmp/err" || fail "no progress line"
 awk -F, 'NR > 1 && ($3 < 0.3 || $10 != 4 || $11 != 0) { exit 1 }' "$tmp/m.csv" \
   || fail "unexpected figures: $(cat "$tmp/m.csv")"
+# The DP cap: each participant says once, on its own rank, that it stops
+# uploading (epsilon 2 per epoch, cap 5: epochs 1 and 2 spend, 3 and 4 not).
+mpirun --oversubscribe -np 3 "$bin" train --participants 4 --shard-size 100 --epochs 4 \
+  --model d16-relu,d10 --eval-size 200 --select svt --gamma 0.01 --dp-epsilon 2 \
+  --dp-max-epsilon 5 --quiet 2> "$tmp/err" || fail "DP run failed: $(tail "$tmp/err")"
+for p in 0 1 2 3; do
+  [[ $(grep -c "participant $p stops uploading at epoch 3: another epoch would take its epsilon from 4 past the cap 5" "$tmp/err") -eq 1 ]] \
+    || fail "participant $p: want one budget stop at epoch 3: $(cat "$tmp/err")"
+done
+[[ $(grep -c "stops uploading" "$tmp/err") -eq 4 ]] || fail "budget stops repeated: $(cat "$tmp/err")"
 echo "e2e: all checks passed"

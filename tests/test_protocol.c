@@ -279,6 +279,51 @@ static size_t pack_upload_unchecked(uint8_t *buf, uint32_t p, uint32_t epoch, ui
     return tu_put_deltas(buf, count, idx, val);
 }
 
+/* The privacy ledger survives a checkpoint: a participant restored from
+ * another's saved state has the same epsilon and epoch count, stops at the
+ * cap at the same epoch, and reports the stop (the driver prints it). */
+static void test_restore_keeps_the_privacy_ledger(void **state)
+{
+    (void)state;
+    fixture *f = fixture_make(0.1, SELECT_SVT, 0.01f, 0.0f);
+    size_t n = f->model.num_params;
+    f->ctx.dp_epsilon = 2;
+    f->ctx.dp_max_epsilon = 7; /* three epochs fit, the fourth does not */
+    participant_t *a = participant_create(0, n, f->shard, 64, 5, 0);
+    participant_t *b = participant_create(0, n, f->shard, 64, 5, 0);
+    download_init(f, a);
+    sgd_stats stats;
+    for (uint32_t e = 1; e <= 2; e++) {
+        participant_epoch(a, &f->ctx, e, f->buf, f->cap, &stats);
+        assert_false(participant_budget_stopped(a));
+    }
+    float *w = malloc(n * sizeof *w);
+    uint64_t rng[RNG_STATE_WORDS];
+    double eps = -1;
+    participant_save(a, w, NULL, rng, &eps);
+    assert_true(eps == 4.0);
+    assert_int_equal(participant_restore(b, &f->ctx, w, NULL, rng, eps), 0);
+    assert_true(participant_ledger(b)->spent == participant_ledger(a)->spent);
+    assert_int_equal(participant_ledger(b)->epochs, 2);
+    assert_int_equal(participant_ledger(a)->epochs, 2);
+    for (uint32_t e = 3; e <= 4; e++) {
+        size_t la = participant_epoch(a, &f->ctx, e, f->buf, f->cap, &stats);
+        size_t lb = participant_epoch(b, &f->ctx, e, f->buf, f->cap, &stats);
+        assert_int_equal(la, lb);
+        assert_int_equal(participant_budget_stopped(a), e == 4);
+        assert_int_equal(participant_budget_stopped(b), e == 4);
+        assert_int_equal(participant_ledger(b)->epochs, 3);
+        assert_true(participant_ledger(b)->spent == 6.0);
+    }
+    assert_int_equal(participant_ledger(a)->epochs, participant_ledger(b)->epochs);
+    /* a negative epsilon is refused */
+    assert_int_equal(participant_restore(b, &f->ctx, w, NULL, rng, -1.0), -1);
+    free(w);
+    participant_free(a);
+    participant_free(b);
+    fixture_free(f);
+}
+
 static void test_server_adds_accepted_uploads_and_counts_updates(void **state)
 {
     (void)state;
@@ -378,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_server_adds_accepted_uploads_and_counts_updates),
         cmocka_unit_test(test_server_refuses_bad_uploads_without_any_change),
         cmocka_unit_test(test_stat_download_sends_the_most_updated_entries),
+        cmocka_unit_test(test_restore_keeps_the_privacy_ledger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
