@@ -19,6 +19,9 @@ typedef enum { MODE_DSSGD, MODE_CENTRALIZED, MODE_STANDALONE } config_mode;
 typedef enum { SCHEDULE_ROUND_ROBIN, SCHEDULE_RANDOM, SCHEDULE_ASYNC, SCHEDULE_SYNC } config_schedule;
 typedef enum { SELECT_LARGEST, SELECT_RANDOM, SELECT_SVT } config_select;
 typedef enum { DOWNLOAD_STAT, DOWNLOAD_RANDOM, DOWNLOAD_ALL } config_download;
+/* How the server combines uploads (docs/DESIGN.md, 'Aggregation'). AUTO
+ * resolves by schedule: see config_aggregate_rule. */
+typedef enum { AGGREGATE_SUM, AGGREGATE_MEAN, AGGREGATE_STALENESS, AGGREGATE_AUTO } config_aggregate;
 
 typedef struct {
     /* data */
@@ -46,6 +49,11 @@ typedef struct {
     double tau;                       /* threshold of --select random */
     double stat_decay;                /* beta: stat <- beta * stat each epoch */
     int residual;                     /* error feedback */
+    /* aggregation of concurrent uploads */
+    config_aggregate aggregate;
+    double server_lr;                 /* eta_s: the server's step on an aggregate */
+    double staleness_exponent;        /* a: an upload s uploads stale weighs (1 + s)^-a */
+    int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
     /* privacy (--select svt) */
     double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */
     double dp_max_epsilon;            /* cumulative cap per participant; INFINITY = none */
@@ -59,6 +67,8 @@ typedef struct {
     /* failure handling */
     double rank_timeout;              /* seconds a rank may take per participant's work
                                          before the server stops the job; 0 = never */
+    double divergence_factor;         /* stop when the global loss passes this many times
+                                         the first epoch's; 0 = off */
 } config_t;
 
 void config_defaults(config_t *c);
@@ -90,6 +100,12 @@ const char *config_mode_name(config_mode m);
 const char *config_schedule_name(config_schedule s);
 const char *config_select_name(config_select s);
 const char *config_download_name(config_download d);
+const char *config_aggregate_name(config_aggregate a);
+
+/* The rule in force: --aggregate, or for auto the schedule's own: sum for
+ * round-robin and random (the paper's), mean for sync, staleness for
+ * async. */
+config_aggregate config_aggregate_rule(const config_t *c);
 const char *config_partition_name(dataset_partition p);
 
 #endif

@@ -19,6 +19,11 @@ typedef struct {
     config_download download;  /* stat | random | all */
     double stat_decay;         /* beta */
     uint64_t seed;             /* for --download random */
+    /* How uploads combine; all zero is the paper's rule (sum, eta_s = 1). */
+    config_aggregate aggregate;/* resolved: sum | mean | staleness (config_aggregate_rule) */
+    float server_lr;           /* eta_s; 0 is taken as 1 */
+    double staleness_exponent; /* a */
+    uint32_t participants;     /* N: ids 0..N-1 have a staleness; 0 = none tracked */
 } server_opts;
 
 typedef struct server server_t;
@@ -32,18 +37,36 @@ const double *server_stat(const server_t *s);
 
 /* Packs the download for `participant` at `epoch` into buf (capacity
  * wire_size(n)): the k_down entries chosen by the criterion (all n when
- * full is nonzero: a participant's first download). Returns the length. */
+ * full is nonzero: a participant's first download). Returns the length.
+ * Remembers how many uploads had been applied: the participant's
+ * staleness is counted from there (WIRE_ANY_PARTICIPANT: every one's). */
 size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, int full,
                             uint8_t *buf, size_t cap);
 
 /* Validates an upload that claims to come from `participant` at `epoch` and
- * applies it: w[j] += v, stat[j] += 1. A message that fails any check
- * changes nothing; the reason is returned and counted. */
+ * applies it: stat[j] += 1 and, by the aggregation rule,
+ *   sum:       w[j] += eta_s * v;
+ *   staleness: w[j] += eta_s * (1 + s)^-a * v, s = uploads applied since
+ *              the participant's download was packed;
+ *   mean:      inside a round, v is added to the round's per-parameter sum
+ *              and count, applied by server_round_end; outside one, as sum.
+ * A message that fails any check changes nothing; the reason is returned
+ * and counted. */
 wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
                                 uint32_t participant, uint32_t epoch);
 
 /* Counts a message refused before it could be parsed (e.g. oversized). */
 void server_count_rejection(server_t *s, wire_reason reason);
+
+/* A round of concurrent uploads (sync's epoch): with the mean rule,
+ * uploads between begin and end are averaged per parameter over those that
+ * carried it, w[j] += eta_s * sum_j / count_j, when the round ends. Other
+ * rules apply each upload at once; begin and end change nothing. */
+void server_round_begin(server_t *s);
+void server_round_end(server_t *s);
+
+/* Staleness of the uploads applied so far: their count, sum and largest. */
+void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_t *max);
 
 /* End of an epoch: stat <- beta * stat. */
 void server_end_epoch(server_t *s);

@@ -18,6 +18,7 @@ static const char *const mode_names[] = {"dssgd", "centralized", "standalone"};
 static const char *const schedule_names[] = {"round-robin", "random", "async", "sync"};
 static const char *const select_names[] = {"largest", "random", "svt"};
 static const char *const download_names[] = {"stat", "random", "all"};
+static const char *const aggregate_names[] = {"sum", "mean", "staleness", "auto"};
 static const char *const partition_names[] = {"iid", "paper", "dirichlet"};
 static const char *const dataset_names[] = {"fashion-mnist", "mnist"};
 
@@ -27,6 +28,16 @@ const char *config_mode_name(config_mode m) { return mode_names[m]; }
 const char *config_schedule_name(config_schedule s) { return schedule_names[s]; }
 const char *config_select_name(config_select s) { return select_names[s]; }
 const char *config_download_name(config_download d) { return download_names[d]; }
+const char *config_aggregate_name(config_aggregate a) { return aggregate_names[a]; }
+
+config_aggregate config_aggregate_rule(const config_t *c)
+{
+    if (c->aggregate != AGGREGATE_AUTO)
+        return c->aggregate;
+    return c->schedule == SCHEDULE_SYNC    ? AGGREGATE_MEAN
+           : c->schedule == SCHEDULE_ASYNC ? AGGREGATE_STALENESS
+                                           : AGGREGATE_SUM;
+}
 const char *config_partition_name(dataset_partition p) { return partition_names[p]; }
 
 /* ---- the option table -------------------------------------------------- */
@@ -73,6 +84,12 @@ typedef struct {
     /* an extra test of the value before the kind's own (NULL = none) */
     int (*check)(const char *value, char *err);
     resume_rule resume;
+    /* RESUME_MUST_MATCH: the value that a checkpoint written before the
+     * option existed stands for (how dssgd behaved then); "*" = any (it
+     * cannot have mattered then); NULL = required */
+    const char *absent;
+    /* the value as the checkpoint saves it, when not the field's own */
+    const char *(*saved)(const config_t *c);
     /* --help: the section heading, the value's name (NULL for a flag), the
      * help (lines split by '\n'; a "%s" in it stands for the default as
      * shown), and the default's tag after it: NULL = "[<default>]", "" = none */
@@ -101,6 +118,25 @@ static int when_svt(const config_t *c) { return c->select == SELECT_SVT; }
 static int when_checkpoint(const config_t *c) { return c->checkpoint[0] != '\0'; }
 static int when_resume(const config_t *c) { return c->resume[0] != '\0'; }
 static int when_distributed(const config_t *c) { return c->mode != MODE_CENTRALIZED; }
+static int when_staleness(const config_t *c)
+{
+    return config_aggregate_rule(c) == AGGREGATE_STALENESS;
+}
+static int when_async(const config_t *c) { return c->schedule == SCHEDULE_ASYNC; }
+
+/* Checkpoints save the rule in force: resuming compares what ran. */
+static const char *aggregate_saved(const config_t *c)
+{
+    return aggregate_names[config_aggregate_rule(c)];
+}
+
+/* --aggregate auto shows the rule it stands for. */
+static const char *aggregate_shown(const config_t *c)
+{
+    static const char *const resolved[] = {"sum (auto)", "mean (auto)", "staleness (auto)"};
+    return c->aggregate == AGGREGATE_AUTO ? resolved[config_aggregate_rule(c)]
+                                          : aggregate_names[c->aggregate];
+}
 
 /* The data directory actually read: the dataset's default when none given. */
 static const char *data_dir_used(const config_t *c)
@@ -125,6 +161,7 @@ static const char USAGE_HEAD[] =
 #define PROTOCOL "Protocol (mode dssgd)"
 #define PRIVACY "Privacy (--select svt: the sparse vector technique, needs a finite --gamma)"
 #define STATE "State (modes dssgd and standalone)"
+#define AGGREGATION "Aggregation (mode dssgd)"
 static const config_option options[] = {
     {.name = "dataset", .kind = KIND_STRING, FIELD(dataset, char *), NAMES(dataset_names),
      .def_str = "fashion-mnist",
@@ -218,6 +255,32 @@ static const config_option options[] = {
     {.name = "residual", .kind = KIND_FLAG, FIELD(residual, int),
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
      .section = PROTOCOL, .help = "error feedback: keep the unsent part of the update"},
+    {.name = "aggregate", .kind = KIND_ENUM,
+     ENUM_FIELD(aggregate, config_aggregate, aggregate_names), .def = AGGREGATE_AUTO,
+     .resume = RESUME_MUST_MATCH, .absent = "sum", .saved = aggregate_saved,
+     .print = PRINT_DSSGD, .display = aggregate_shown, .help_default = "[auto]",
+     .section = AGGREGATION, .metavar = "A",
+     .help = "sum (the paper's) | mean (per parameter, over a sync\n"
+             "round's uploads) | staleness (async: weigh by (1 + s)^-E)\n"
+             "| auto: sum for round-robin and random, mean for sync,\n"
+             "staleness for async"},
+    {.name = "server-lr", .kind = KIND_DOUBLE, FIELD(server_lr, double),
+     .min = 0, .min_open = 1, .max = 1e3, .def = 1.0,
+     .resume = RESUME_MUST_MATCH, .absent = "1", .print = PRINT_DSSGD,
+     .section = AGGREGATION, .metavar = "R", .help = "the server's step: w += R * aggregate (> 0)"},
+    {.name = "staleness-exponent", .kind = KIND_DOUBLE, FIELD(staleness_exponent, double),
+     .min = 0, .max = 10, .def = 1.0,
+     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,
+     .shown = when_staleness,
+     .section = AGGREGATION, .metavar = "E",
+     .help = "E in (1 + s)^-E; s = uploads applied since\n"
+             "the participant's download (>= 0)"},
+    {.name = "simulate-staleness", .kind = KIND_INT, FIELD(simulate_staleness, int),
+     .imin = 1, .imax = 100000, .def = 0, /* 0 = off, outside the range */
+     .resume = RESUME_MUST_MATCH, .absent = "0", .print = PRINT_DSSGD, .shown = when_async,
+     .section = AGGREGATION, .metavar = "S",
+     .help = "async on one rank: S uploads in flight, collected\n"
+             "in a seeded order (deterministic)", .help_default = "[off]"},
     {.name = "dp-epsilon", .kind = KIND_DOUBLE, FIELD(dp_epsilon, double),
      .min = 0, .min_open = 1, .max = 1e12, .def = 0, /* 0 = off, outside the range */
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD, .shown = when_svt,
@@ -255,10 +318,17 @@ static const config_option options[] = {
      .section = "Failures", .metavar = "S",
      .help = "stop the job, naming the rank, when a rank takes more than\n"
              "S seconds per participant to answer; 0 = wait forever"},
+    {.name = "divergence-factor", .kind = KIND_DOUBLE, FIELD(divergence_factor, double),
+     .min = 0, .max = 1e12, .def = 10,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST,
+     .section = "Failures", .metavar = "F",
+     .help = "stop when the global loss is not finite or passes\n"
+             "F times the first epoch's; 0 = never"},
 };
 #undef PROTOCOL
 #undef PRIVACY
 #undef STATE
+#undef AGGREGATION
 
 enum { N_OPTIONS = COUNT(options) };
 
@@ -398,6 +468,8 @@ enum { VALUE_LEN = 64 }; /* any number or name; strings are returned in place */
 static const char *value_text(const config_option *o, const config_t *c, int saved,
                               char buf[VALUE_LEN])
 {
+    if (saved && o->saved)
+        return o->saved(c);
     const void *f = cfield_of(c, o);
     switch (o->kind) {
     case KIND_INT: snprintf(buf, VALUE_LEN, "%d", *(const int *)f); return buf;
@@ -435,7 +507,7 @@ static const char *shown_text(const config_option *o, const config_t *c, char bu
 /* ---- --help --------------------------------------------------------------- */
 
 enum {
-    USAGE_OPT_WIDTH = 22,  /* "--name VALUE" column after two spaces, at least one blank */
+    USAGE_OPT_WIDTH = 24,  /* "--name VALUE" column after two spaces, at least one blank */
     USAGE_HELP_WIDTH = 43, /* help column, then the default's tag */
 };
 
@@ -492,6 +564,8 @@ void config_usage(FILE *out)
 
 int config_validate(const config_t *c, char *err)
 {
+    if (c->simulate_staleness && c->schedule != SCHEDULE_ASYNC)
+        return err_set(err, "--simulate-staleness applies to --schedule async only");
     if (strcmp(c->dataset, "mnist") == 0 && c->data_dir[0] == '\0')
         return err_set(err, "--dataset mnist needs --data-dir DIR (the four MNIST IDX files)");
     /* --partition iid and dirichlet are checked against the data size when
@@ -639,12 +713,17 @@ int config_check_resume(const config_t *c, const char *saved, char *err)
         const char *now = value_text(o, c, 1, buf);
         size_t len;
         const char *old = find_value(saved, o->name, &len);
+        if (!old && o->absent && strcmp(o->absent, "*") == 0)
+            continue;
+        if (!old && o->absent)
+            len = strlen(old = o->absent);
         if (!old)
             return err_set(err, "the checkpoint's configuration has no '%s'", o->name);
         if (len != strlen(now) || memcmp(old, now, len) != 0)
             return err_set(err, "--%s differs: the checkpoint was made with %.*s, this run has %s "
-                           "(only --epochs, paths, --eval-size and --dp-max-epsilon may change "
-                           "on resume)", o->name, (int)len, old, now);
+                           "(only --epochs, paths, --eval-size, --dp-max-epsilon and "
+                           "--divergence-factor may change on resume)", o->name, (int)len, old,
+                           now);
     }
     return 0;
 }

@@ -92,7 +92,16 @@ static int setup(run_state *st, char *err)
     if (!st->down_buf || !st->up_buf)
         return err_set(err, "out of memory for message buffers");
     st->tr.upload_cap = st->up_cap;
-    st->held = -1;
+    if (t->size == 1) {
+        st->held = calloc((size_t)c->participants, sizeof *st->held);
+        st->held_len = calloc((size_t)c->participants, sizeof *st->held_len);
+        if (!st->held || !st->held_len)
+            return err_set(err, "out of memory");
+    }
+    if (c->simulate_staleness && t->size > 1)
+        return err_set(err, "--simulate-staleness runs in one process: start dssgd with one "
+                       "rank (without mpirun, or mpirun -np 1); with more ranks, async has the "
+                       "real staleness of its %d workers", t->size - 1);
     if (t->rank == 0) {
         st->part_acc = calloc((size_t)c->participants, sizeof *st->part_acc);
         st->part_eps = calloc((size_t)c->participants, sizeof *st->part_eps);
@@ -108,6 +117,10 @@ static void teardown(run_state *st)
         participant_free(st->local[s]);
     free(st->local);
     free(st->told_budget);
+    for (int p = 0; st->held && p < st->cfg->participants; p++)
+        free(st->held[p]);
+    free(st->held);
+    free(st->held_len);
     participant_ctx_free(&st->ctx);
     model_ws_free(st->ctx.ws);
     model_ws_free(st->eval_ws);
@@ -391,6 +404,43 @@ static int emit_row(run_state *st, FILE *metrics, metrics_row *row, run_result *
     return 0;
 }
 
+/* The divergence guard's reference: the test loss of the model this job
+ * starts from (the initial one, or the resumed one). */
+static double start_loss(run_state *st, const float *w)
+{
+    sgd_stats stats;
+    sgd_evaluate(&st->model, w, st->eval_ws, &st->test, st->cfg->eval_size, &stats);
+    return stats.loss;
+}
+
+/* The divergence guard: after each epoch, stops the run (-1, message in
+ * err) when the global loss is not finite or has grown past
+ * --divergence-factor times the loss this job started from. The epoch's
+ * row is written first; the checkpoint keeps the last good epoch. */
+static int check_divergence(run_state *st, const metrics_row *row, double reference, char *err)
+{
+    const config_t *c = st->cfg;
+    if (!row->has_global || c->divergence_factor == 0)
+        return 0;
+    if (isfinite(row->global_loss) && row->global_loss <= c->divergence_factor * reference)
+        return 0;
+    config_aggregate rule = config_aggregate_rule(c);
+    const char *hint =
+        c->mode == MODE_CENTRALIZED ? "lower --lr"
+        : rule == AGGREGATE_SUM && c->schedule == SCHEDULE_SYNC
+            ? "--aggregate sum adds every participant's change made from the same state: use "
+              "--aggregate mean (the default for sync), or lower --lr"
+        : rule == AGGREGATE_SUM && c->schedule == SCHEDULE_ASYNC
+            ? "--aggregate sum adds stale changes at full weight: use --aggregate staleness "
+              "(the default for async), or lower --lr"
+            : "lower --lr or --server-lr";
+    return err_set(err, "epoch %d: the global model diverged (test loss %g, %g at the start; "
+                   "--divergence-factor %g): %s.%s", row->epoch, row->global_loss, reference,
+                   c->divergence_factor, hint,
+                   c->checkpoint[0] ? " The checkpoint holds the last epoch saved before this "
+                                      "one." : "");
+}
+
 /* ---- centralized mode ---------------------------------------------------- */
 
 static int run_centralized(run_state *st, FILE *metrics, run_result *result, char *err)
@@ -415,6 +465,7 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
         fprintf(stderr, "centralized: %zu distinct training examples (union of %d shards)\n",
                 count, c->participants);
     int rc = 0;
+    double reference = c->divergence_factor > 0 ? start_loss(st, w) : 0;
     for (int e = 1; e <= c->epochs && rc == 0; e++) {
         double t0 = now_seconds();
         sgd_stats train_stats, stats;
@@ -427,6 +478,8 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
         row.global_acc = stats.accuracy;
         row.global_loss = stats.loss;
         rc = emit_row(st, metrics, &row, result, err);
+        if (rc == 0)
+            rc = check_divergence(st, &row, reference, err);
     }
     if (result && rc == 0) {
         result->params = w;
@@ -619,8 +672,12 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     rng_init(&init_rng, c->seed, RNG_STREAM_INIT);
     rng_init(&st->schedule_rng, c->seed, RNG_STREAM_SCHEDULE);
     model_init_params(&st->model, init, &init_rng);
-    server_opts so = {st->n, st->k_up, st->k_down, (float)c->gamma, c->download, c->stat_decay,
-                      c->seed};
+    server_opts so = {.n = st->n, .k_up = st->k_up, .k_down = st->k_down,
+                      .gamma = (float)c->gamma, .download = c->download,
+                      .stat_decay = c->stat_decay, .seed = c->seed,
+                      .aggregate = config_aggregate_rule(c), .server_lr = (float)c->server_lr,
+                      .staleness_exponent = c->staleness_exponent,
+                      .participants = (uint32_t)N};
     st->server = server_create(&so, init);
     if (!st->server)
         transport_fatal(t, "out of memory for the server");
@@ -639,6 +696,8 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         schedule_initial(st);
     }
 
+    double reference = dssgd && rc == 0 && c->divergence_factor > 0
+                           ? start_loss(st, server_params(st->server)) : 0;
     for (int e = start; e <= c->epochs && rc == 0; e++) {
         double t0 = now_seconds();
         uint64_t rejected0 = server_rejected(st->server), accepted0 = server_accepted(st->server);
@@ -653,6 +712,8 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         st->bytes_up = st->bytes_down = 0;
         evaluate_epoch(st, &row, dssgd ? server_params(st->server) : NULL);
         rc = emit_row(st, metrics, &row, result, err);
+        if (rc == 0)
+            rc = check_divergence(st, &row, reference, err);
         if (rc == 0 && c->checkpoint[0] &&
             (e == c->epochs || (c->checkpoint_every && e % c->checkpoint_every == 0)))
             rc = save_checkpoint(st, e, err);
@@ -663,6 +724,15 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         transport_send_cmd(t, r, CMD_STOP, 0, -1);
     if (c->select == SELECT_SVT && dssgd && rc == 0)
         print_privacy_summary(st, stderr);
+    if (dssgd && c->schedule == SCHEDULE_ASYNC && !c->quiet) {
+        uint64_t count, sum, max;
+        server_staleness(st->server, &count, &sum, &max);
+        if (count)
+            fprintf(stderr, "async staleness (uploads applied between a participant's download "
+                    "and its upload): mean %.2f, max %llu over %llu uploads\n",
+                    (double)sum / (double)count, (unsigned long long)max,
+                    (unsigned long long)count);
+    }
     if (result && rc == 0) {
         result->part_epsilon = malloc((size_t)N * sizeof *result->part_epsilon);
         if (result->part_epsilon)

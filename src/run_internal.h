@@ -36,9 +36,8 @@ typedef struct {
     uint8_t *down_buf;            /* (down_cap = wire_size(n)) */
     uint8_t *up_buf;              /* (up_cap = wire_size(n) + slack: tamper hooks may grow it) */
     size_t down_cap, up_cap;
-    int held;                     /* one rank: the participant whose upload waits in up_buf
-                                     for the server (schedule.c), -1 if none */
-    size_t held_len;
+    uint8_t **held;               /* one rank: (N) uploads delivered but not yet collected */
+    size_t *held_len;             /* (N) */
     server_t *server;             /* rank 0 */
     rng_t schedule_rng;           /* rank 0: order of the random schedule */
     double *part_acc;             /* (participants) rank 0 */

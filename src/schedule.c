@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---- the two primitives ------------------------------------------------- */
 
@@ -23,12 +24,13 @@ static void deliver_download(run_state *st, int p, int epoch, size_t len, MPI_Re
                 transport_fatal(t, "malformed initial download from the server");
             return;
         }
-        /* Its upload stays in up_buf until collected: one at a time. */
-        if (st->held >= 0)
-            transport_fatal(t, "internal error: participant %d's upload was never collected",
-                            st->held);
-        st->held_len = run_participant_step(st, part, st->down_buf, len, epoch);
-        st->held = p;
+        /* Its upload waits, as the server would receive it, until collected. */
+        size_t up = run_participant_step(st, part, st->down_buf, len, epoch);
+        free(st->held[p]);
+        if (!(st->held[p] = malloc(up ? up : 1)))
+            transport_fatal(t, "out of memory holding an upload");
+        memcpy(st->held[p], st->up_buf, up);
+        st->held_len[p] = up;
         return;
     }
     transport_drain(t, dest, -1);
@@ -48,11 +50,12 @@ static void collect_upload(run_state *st, int p, int epoch)
     transport_t *t = &st->tr;
     int source = run_rank_of(t->size, p);
     size_t len;
+    const uint8_t *msg = st->up_buf;
     if (source == t->rank) {
-        if (st->held != p)
+        if (!st->held[p])
             transport_fatal(t, "internal error: participant %d's upload was not delivered", p);
-        len = st->held_len;
-        st->held = -1;
+        msg = st->held[p];
+        len = st->held_len[p];
     } else {
         char what[96];
         snprintf(what, sizeof what, "participant %d's upload in epoch %d", p, epoch);
@@ -65,9 +68,13 @@ static void collect_upload(run_state *st, int p, int epoch)
                             "whole model (%zu bytes): stopping", source, p, st->up_cap);
     }
     st->bytes_up += len;
-    wire_reason r = server_apply_upload(st->server, st->up_buf, len, (uint32_t)p, (uint32_t)epoch);
+    wire_reason r = server_apply_upload(st->server, msg, len, (uint32_t)p, (uint32_t)epoch);
     if (r != WIRE_OK)
         transport_log_refusal(t, source, p, wire_reason_name(r));
+    if (source == t->rank) {
+        free(st->held[p]);
+        st->held[p] = NULL;
+    }
 }
 
 /* ---- the schedules ------------------------------------------------------ */
@@ -112,6 +119,7 @@ void schedule_sync(run_state *st, int epoch)
         transport_fatal(t, "out of memory");
     for (int i = 0; i < t->size * per_rank; i++)
         inflight[i] = MPI_REQUEST_NULL;
+    server_round_begin(st->server);
     for (int p = 0; p < N; p++) {
         int dest = run_rank_of(t->size, p);
         MPI_Request *mine = inflight + (size_t)dest * (size_t)per_rank;
@@ -123,6 +131,7 @@ void schedule_sync(run_state *st, int epoch)
     }
     for (int p = N > lanes ? N - lanes : 0; p < N; p++)
         collect_upload(st, p, epoch);
+    server_round_end(st->server);
     for (int r = 0; r < t->size; r++)
         transport_complete(t, r, inflight + (size_t)r * (size_t)per_rank, per_rank, -1,
                            "a download");
@@ -144,6 +153,35 @@ static void async_serve(run_state *st, int src, int p, int epoch, char *requeste
                              transport_turn_tag(&st->tr, epoch, p), "a download");
 }
 
+/* Async in one process, with `inflight` uploads outstanding: downloads go
+ * out in participant order, each packed from the model as it is then; the
+ * upload collected next is drawn uniformly among those in flight (the
+ * schedule's stream), and its place goes to the next download. An upload
+ * is then 0 to about 2 * inflight uploads stale, as with that many workers
+ * of random speeds, and the run is the same bits for a seed. */
+static void async_simulated(run_state *st, int epoch, int inflight)
+{
+    int N = st->cfg->participants, next = 0, count = 0;
+    uint32_t *flying = malloc((size_t)(inflight < N ? inflight : N) * sizeof *flying);
+    if (!flying)
+        transport_fatal(&st->tr, "out of memory");
+    for (;;) {
+        while (count < inflight && next < N) {
+            size_t len = server_pack_download(st->server, (uint32_t)next, (uint32_t)epoch, 0,
+                                              st->down_buf, st->down_cap);
+            deliver_download(st, next, epoch, len, NULL);
+            flying[count++] = (uint32_t)next++;
+        }
+        if (count == 0)
+            break;
+        uint32_t i = rng_below(&st->schedule_rng, (uint32_t)count);
+        int p = (int)flying[i];
+        flying[i] = flying[--count];
+        collect_upload(st, p, epoch);
+    }
+    free(flying);
+}
+
 /* Each rank asks for its first participant's download, and every upload is
  * answered with the download of the rank's next participant (a round trip
  * less a turn); the server serves in arrival order. */
@@ -151,8 +189,11 @@ void schedule_async(run_state *st, int epoch, const int *order)
 {
     transport_t *t = &st->tr;
     int N = st->cfg->participants;
-    if (t->size == 1) { /* one process: arrival order is participant order */
-        schedule_sequential(st, epoch, order);
+    if (t->size == 1) {
+        if (st->cfg->simulate_staleness > 0)
+            async_simulated(st, epoch, st->cfg->simulate_staleness);
+        else /* one process: arrival order is participant order */
+            schedule_sequential(st, epoch, order);
         return;
     }
     for (int r = 1; r < t->size; r++)

@@ -19,6 +19,11 @@ struct server {
     select_ws *sel;
     rng_t rng;           /* random downloads */
     uint64_t accepted, rejected, rejected_for[WIRE_REASONS];
+    uint64_t *version;   /* (N) uploads applied when each participant's download was packed */
+    uint64_t stale_count, stale_sum, stale_max;
+    int in_round;        /* mean rule: uploads accumulate in round_sum/round_count */
+    double *round_sum;   /* (n) mean rule only */
+    uint32_t *round_count;
 };
 
 server_t *server_create(const server_opts *opts, const float *init)
@@ -27,13 +32,21 @@ server_t *server_create(const server_opts *opts, const float *init)
     if (!s)
         return NULL;
     s->opts = *opts;
+    if (s->opts.server_lr == 0)
+        s->opts.server_lr = 1;
     size_t n = opts->n;
     s->w = err_calloc(n, sizeof *s->w);
     s->stat = err_calloc(n, sizeof *s->stat);
     s->idx = err_calloc(n, sizeof *s->idx);
     s->val = err_calloc(n, sizeof *s->val);
     s->sel = select_ws_create(n);
-    if (!s->w || !s->stat || !s->idx || !s->val || !s->sel) {
+    s->version = err_calloc(opts->participants ? opts->participants : 1, sizeof *s->version);
+    if (opts->aggregate == AGGREGATE_MEAN) {
+        s->round_sum = err_calloc(n, sizeof *s->round_sum);
+        s->round_count = err_calloc(n, sizeof *s->round_count);
+    }
+    if (!s->w || !s->stat || !s->idx || !s->val || !s->sel || !s->version ||
+        (opts->aggregate == AGGREGATE_MEAN && (!s->round_sum || !s->round_count))) {
         server_free(s);
         return NULL;
     }
@@ -51,6 +64,9 @@ void server_free(server_t *s)
     free(s->idx);
     free(s->val);
     select_ws_free(s->sel);
+    free(s->version);
+    free(s->round_sum);
+    free(s->round_count);
     free(s);
 }
 
@@ -64,6 +80,12 @@ size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, i
                             uint8_t *buf, size_t cap)
 {
     size_t n = s->opts.n, count;
+    if (participant == WIRE_ANY_PARTICIPANT) {
+        for (uint32_t p = 0; p < s->opts.participants; p++)
+            s->version[p] = s->accepted;
+    } else if (participant < s->opts.participants) {
+        s->version[participant] = s->accepted;
+    }
     wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_DOWNLOAD, participant, epoch, (uint32_t)n,
                      (uint32_t)n};
     if (full || s->opts.download == DOWNLOAD_ALL || s->opts.k_down >= n)
@@ -96,12 +118,58 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
         server_count_rejection(s, r);
         return r;
     }
-    for (uint32_t i = 0; i < h.count; i++) {
-        s->w[s->idx[i]] += s->val[i];
-        s->stat[s->idx[i]] += 1.0;
+    uint64_t stale =
+        participant < s->opts.participants ? s->accepted - s->version[participant] : 0;
+    s->stale_count++;
+    s->stale_sum += stale;
+    s->stale_max = stale > s->stale_max ? stale : s->stale_max;
+    if (s->in_round) {
+        for (uint32_t i = 0; i < h.count; i++) {
+            s->round_sum[s->idx[i]] += s->val[i];
+            s->round_count[s->idx[i]]++;
+            s->stat[s->idx[i]] += 1.0;
+        }
+    } else {
+        float step = s->opts.server_lr;
+        if (s->opts.aggregate == AGGREGATE_STALENESS)
+            step = (float)(s->opts.server_lr * pow(1.0 + (double)stale,
+                                                   -s->opts.staleness_exponent));
+        if (step == 1.0f) { /* the paper's rule, exactly */
+            for (uint32_t i = 0; i < h.count; i++) {
+                s->w[s->idx[i]] += s->val[i];
+                s->stat[s->idx[i]] += 1.0;
+            }
+        } else {
+            for (uint32_t i = 0; i < h.count; i++) {
+                s->w[s->idx[i]] += step * s->val[i];
+                s->stat[s->idx[i]] += 1.0;
+            }
+        }
     }
     s->accepted++;
     return WIRE_OK;
+}
+
+void server_round_begin(server_t *s) { s->in_round = s->opts.aggregate == AGGREGATE_MEAN; }
+
+void server_round_end(server_t *s)
+{
+    if (!s->in_round)
+        return;
+    for (size_t j = 0; j < s->opts.n; j++)
+        if (s->round_count[j]) {
+            s->w[j] += (float)(s->opts.server_lr * s->round_sum[j] / s->round_count[j]);
+            s->round_sum[j] = 0;
+            s->round_count[j] = 0;
+        }
+    s->in_round = 0;
+}
+
+void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_t *max)
+{
+    *count = s->stale_count;
+    *sum = s->stale_sum;
+    *max = s->stale_max;
 }
 
 void server_end_epoch(server_t *s)

@@ -46,6 +46,9 @@ if ! timeout 300 bash tests/test_crash.sh "$build"; then failed+=("crash"); fi
 echo "== failures: a rank dies, the disk fills, memory runs out"
 if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures"); fi
 
+echo "== parallel schedules train (accuracy against round-robin; divergence guard)"
+if ! timeout 600 bash tests/test_schedules.sh "$build"; then failed+=("schedules"); fi
+
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 

@@ -251,7 +251,8 @@ static server_t *small_server(size_t n, size_t k_up, float gamma, config_downloa
     float *init = malloc(n * sizeof *init);
     for (size_t i = 0; i < n; i++)
         init[i] = (float)i;
-    server_opts o = {n, k_up, k_down, gamma, d, 0.5, 3};
+    server_opts o = {.n = n, .k_up = k_up, .k_down = k_down, .gamma = gamma, .download = d,
+                     .stat_decay = 0.5, .seed = 3};
     server_t *s = server_create(&o, init);
     free(init);
     return s;
@@ -342,6 +343,110 @@ static void test_server_adds_accepted_uploads_and_counts_updates(void **state)
     server_free(s);
 }
 
+/* A server of n = 10 (w[i] = i) with an aggregation rule, for 4 participants. */
+static server_t *rule_server(config_aggregate rule, float server_lr, double exponent)
+{
+    float init[10];
+    for (int i = 0; i < 10; i++)
+        init[i] = (float)i;
+    server_opts o = {.n = 10, .k_up = 3, .k_down = 10, .gamma = INFINITY,
+                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3, .aggregate = rule,
+                     .server_lr = server_lr, .staleness_exponent = exponent,
+                     .participants = 4};
+    return server_create(&o, init);
+}
+
+static void upload(server_t *s, uint32_t p, uint32_t count, const uint32_t *idx,
+                   const float *val)
+{
+    uint8_t buf[256];
+    size_t len = pack_upload(buf, sizeof buf, p, 1, 10, count, idx, val);
+    assert_int_equal(server_apply_upload(s, buf, len, p, 1), WIRE_OK);
+}
+
+static void download(server_t *s, uint32_t p)
+{
+    uint8_t buf[256];
+    assert_true(server_pack_download(s, p, 1, 0, buf, sizeof buf) > 0);
+}
+
+/* mean: a round's uploads are averaged per parameter over those that
+ * carried it, applied when the round ends, times the server's step;
+ * outside a round each upload is applied at once. */
+static void test_mean_rule_averages_a_round_per_parameter(void **state)
+{
+    (void)state;
+    server_t *s = rule_server(AGGREGATE_MEAN, 0.5f, 0);
+    server_round_begin(s);
+    upload(s, 0, 2, (uint32_t[]){1, 4}, (float[]){1.0f, 2.0f});
+    upload(s, 1, 2, (uint32_t[]){4, 9}, (float[]){4.0f, -8.0f});
+    upload(s, 2, 1, (uint32_t[]){4}, (float[]){-3.0f});
+    const float *w = server_params(s);
+    assert_true(w[1] == 1.0f && w[4] == 4.0f && w[9] == 9.0f); /* nothing yet */
+    server_round_end(s);
+    /* w += 0.5 * mean: w[1] 1 + 0.5*1, w[4] 4 + 0.5*(2+4-3)/3, w[9] 9 + 0.5*(-8) */
+    assert_true(w[1] == 1.5f && w[4] == 4.5f && w[9] == 5.0f);
+    assert_true(w[0] == 0.0f && w[5] == 5.0f);
+    assert_true(server_stat(s)[4] == 3.0 && server_stat(s)[1] == 1.0);
+    assert_int_equal(server_accepted(s), 3);
+    upload(s, 3, 1, (uint32_t[]){0}, (float[]){2.0f}); /* no round: at once */
+    assert_true(w[0] == 1.0f);
+    server_round_end(s); /* no round open: changes nothing */
+    assert_true(w[0] == 1.0f && w[4] == 4.5f);
+    server_free(s);
+}
+
+/* staleness: an upload weighs eta_s (1 + s)^-a, s = uploads applied since
+ * its participant's download was packed (WIRE_ANY_PARTICIPANT: everyone's). */
+static void test_staleness_rule_weighs_by_uploads_applied_since_the_download(void **state)
+{
+    (void)state;
+    server_t *s = rule_server(AGGREGATE_STALENESS, 2.0f, 1.0);
+    download(s, 0);
+    download(s, 1);
+    download(s, 2);
+    upload(s, 0, 1, (uint32_t[]){1}, (float[]){3.0f});  /* s = 0: weight 2 */
+    upload(s, 1, 1, (uint32_t[]){2}, (float[]){3.0f});  /* s = 1: weight 1 */
+    upload(s, 2, 1, (uint32_t[]){3}, (float[]){3.0f});  /* s = 2: weight 2/3 */
+    download(s, 0);
+    upload(s, 0, 1, (uint32_t[]){4}, (float[]){3.0f});  /* s = 0 again */
+    const float *w = server_params(s);
+    assert_true(w[1] == 1.0f + 6.0f && w[2] == 2.0f + 3.0f);
+    assert_true(w[3] == 3.0f + (float)(2.0 / 3.0) * 3.0f && w[4] == 4.0f + 6.0f);
+    uint64_t count, sum, max;
+    server_staleness(s, &count, &sum, &max);
+    assert_true(count == 4 && sum == 3 && max == 2);
+    server_free(s);
+
+    s = rule_server(AGGREGATE_STALENESS, 1.0f, 0.5);
+    uint8_t buf[256];
+    assert_true(server_pack_download(s, WIRE_ANY_PARTICIPANT, 1, 0, buf, sizeof buf) > 0);
+    for (uint32_t p = 0; p < 4; p++)
+        upload(s, p, 1, (uint32_t[]){5}, (float[]){1.0f});
+    double want = 5;
+    for (int k = 0; k < 4; k++)
+        want = (double)(float)(want + (double)((float)pow(1.0 + k, -0.5) * 1.0f));
+    assert_true(server_params(s)[5] == (float)want);
+    server_free(s);
+}
+
+/* sum with eta_s = 1 (and all-zero options) is the paper's rule, bit for bit. */
+static void test_sum_rule_is_the_papers(void **state)
+{
+    (void)state;
+    server_t *a = rule_server(AGGREGATE_SUM, 1.0f, 0), *b = small_server(10, 3, INFINITY,
+                                                                          DOWNLOAD_ALL, 10);
+    float v = 0.1f;
+    for (uint32_t p = 0; p < 4; p++, v *= -1.7f) {
+        download(a, p);
+        upload(a, p, 2, (uint32_t[]){p, 7}, (float[]){v, v / 3});
+        upload(b, p, 2, (uint32_t[]){p, 7}, (float[]){v, v / 3});
+    }
+    assert_memory_equal(server_params(a), server_params(b), 10 * sizeof(float));
+    server_free(a);
+    server_free(b);
+}
+
 /* Every kind of bad upload is refused whole: parameters and counters keep
  * their exact bits, and the refusal is counted under its reason. */
 static void test_server_refuses_bad_uploads_without_any_change(void **state)
@@ -424,6 +529,9 @@ int main(void)
         cmocka_unit_test(test_server_refuses_bad_uploads_without_any_change),
         cmocka_unit_test(test_stat_download_sends_the_most_updated_entries),
         cmocka_unit_test(test_restore_keeps_the_privacy_ledger),
+        cmocka_unit_test(test_mean_rule_averages_a_round_per_parameter),
+        cmocka_unit_test(test_staleness_rule_weighs_by_uploads_applied_since_the_download),
+        cmocka_unit_test(test_sum_rule_is_the_papers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
