@@ -52,6 +52,19 @@ train again --epochs 3 --schedule async --simulate-staleness 15
 cmp <(head -n 4 async.csv | cut -d, -f1,3-) <(cut -d, -f1,3- again.csv) ||
   fail "the simulation is not deterministic"
 
+# ... and resumes bit-exactly (the order's stream is in the checkpoint).
+small=(--participants 8 --shard-size 100 --model d16-relu,d10 --eval-size 500
+       --schedule async --simulate-staleness 5)
+train whole "${small[@]}" --epochs 4 --checkpoint whole.h5
+train part "${small[@]}" --epochs 2 --checkpoint part.h5
+train part "${small[@]}" --epochs 4 --checkpoint part.h5 --resume part.h5
+cmp <(cut -d, -f1,3- whole.csv) <(cut -d, -f1,3- part.csv) || fail "resumed simulation differs"
+"$bin" inspect whole.h5 | grep -v 'metrics = ' > whole.txt
+"$bin" inspect part.h5 | grep -v 'metrics = ' > part.txt
+cmp whole.txt part.txt || fail "resumed simulation's checkpoint differs"
+h5diff -q whole.h5 part.h5 /server/params /server/params ||
+  fail "resumed simulation's parameters differ"
+
 set +e
 "$bin" train --schedule sync --simulate-staleness 4 > refused.err 2>&1; rc=$?
 set -e
