@@ -19,7 +19,7 @@ typedef enum { MODE_DSSGD, MODE_CENTRALIZED, MODE_STANDALONE } config_mode;
 typedef enum { SCHEDULE_ROUND_ROBIN, SCHEDULE_RANDOM, SCHEDULE_ASYNC, SCHEDULE_SYNC } config_schedule;
 typedef enum { SELECT_LARGEST, SELECT_RANDOM, SELECT_SVT } config_select;
 typedef enum { DOWNLOAD_STAT, DOWNLOAD_RANDOM, DOWNLOAD_ALL } config_download;
-/* How the server combines uploads (docs/DESIGN.md, 'Aggregation'). AUTO
+/* How the server combines uploads (docs/DESIGN.md, Protocol, 'Aggregation'). AUTO
  * resolves by schedule: see config_aggregate_rule. */
 typedef enum { AGGREGATE_SUM, AGGREGATE_MEAN, AGGREGATE_STALENESS, AGGREGATE_AUTO } config_aggregate;
 
