@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench-run: what `make bench` runs. The C benchmarks (figures 1-4), then the
-# epoch times under mpirun (figure 5), all into results/bench/<date>.csv
+# schedules' time to accuracy under mpirun (figure 5), all into results/bench/<date>.csv
 # (written aside and renamed at the end: today's file is replaced whole).
 # usage: bench-run.sh [BUILD]
 set -euo pipefail
@@ -26,7 +26,7 @@ echo "Every figure is the median of its repeats; spread = (max - min) / median;"
 echo "ratio = median / reference median, both measured in this run."
 echo
 "$build/bench" --csv "$tmp" --date "$date" --host "$host"
-bash tests/bench-epochs.sh "$build" "$tmp" "$date" "$host"
+bash tests/bench-accuracy.sh "$build" "$tmp" "$date" "$host"
 # Every row gets the commit column.
 sed -i "2,\$s/\$/,$commit/" "$tmp"
 chmod 644 "$tmp"
