@@ -21,11 +21,14 @@
  *   /server/stat           float64[n]
  *   /server/rng            uint64[2][RNG_STATE_WORDS]  (download rng, schedule rng)
  *   /server/counters       uint64[2]                   (uploads accepted, rejected)
+ *   /server/momentum       float32[n]                  (only with a server momentum)
  *   /participants/params   float32[N][n]
  *   /participants/residual float32[N][n]               (only when has_residual)
  *   /participants/rng      uint64[N][RNG_STATE_WORDS]
  *   /participants/epsilon  float64[N]                  (cumulative epsilon spent)
- */
+ * /server/momentum came later within version 1: readers of version 1 files
+ * accept it absent (a file from before it loads with has_momentum = 0), so
+ * the version did not change. */
 typedef struct {
     uint64_t epoch;                 /* epochs completed */
     uint64_t seed;
@@ -37,6 +40,8 @@ typedef struct {
     double *server_stat;            /* (n) */
     uint64_t server_rng[2][RNG_STATE_WORDS];
     uint64_t counters[2];
+    int has_momentum;
+    float *server_momentum;         /* (n) when has_momentum, else NULL */
     float *part_params;             /* (N, n) */
     int has_residual;
     float *part_residual;           /* (N, n) when has_residual, else NULL */
@@ -47,7 +52,11 @@ typedef struct {
 /* Allocates the arrays of s for n parameters and N participants (zeroed);
  * config/model are left NULL. -1 if n or N is 0 or out of memory. */
 int ckpt_state_alloc(ckpt_state *s, uint64_t n, uint32_t participants, int has_residual);
-/* Frees every array and string; accepts a zeroed struct. */
+/* Adds the server momentum to an allocated s: n zeroed floats, has_momentum
+ * = 1 (a second call replaces it with zeros). -1 if out of memory or s has
+ * no n, with s unchanged. */
+int ckpt_state_alloc_momentum(ckpt_state *s);
+/* Frees every array (the momentum too) and string; accepts a zeroed struct. */
 void ckpt_state_free(ckpt_state *s);
 
 /* Writes s to path atomically: the file at path is always either the
@@ -59,9 +68,10 @@ void ckpt_state_free(ckpt_state *s);
 int ckpt_save(const char *path, const ckpt_state *s, char *err);
 
 /* Reads and validates a checkpoint: format name, version (int32), every
- * dataset's presence, checksum, type and shape (n from /server/params, N from
- * /participants/epsilon), finite parameters, valid rng states. Refuses with a message saying why (naming
- * the file and what differs). On error *s is left zeroed.
+ * dataset's presence (the optional ones may be absent), checksum, type and
+ * shape (n from /server/params, N from /participants/epsilon), finite
+ * parameters and momentum, valid rng states. Refuses with a message saying
+ * why (naming the file and what differs). On error *s is left zeroed.
  *
  * The file is untrusted, and HDF5 1.10.8 itself crashes or loops forever on
  * some hostile files (tests/fuzz/known-crashes.txt). So HDF5 parses it only in
@@ -77,7 +87,7 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err);
  * stdio are fork-safe; HDF5 is used only by the calling thread). */
 int ckpt_load(const char *path, ckpt_state *s, char *err);
 
-/* Prints format, version, epoch, seed, n, N, residual, the model and the
+/* Prints format, version, epoch, seed, n, N, residual, momentum, the model and the
  * configuration of a checkpoint (for `dssgd inspect FILE`). Loads it with
  * ckpt_load: a file that crashes HDF5 is refused, not fatal. */
 int ckpt_inspect(const char *path, FILE *out, char *err);

@@ -52,6 +52,7 @@ typedef struct {
     /* aggregation of concurrent uploads */
     config_aggregate aggregate;
     double server_lr;                 /* eta_s: the server's step on an aggregate */
+    double server_momentum;           /* beta_s: momentum of the mean rule's rounds */
     double staleness_exponent;        /* a: an upload s uploads stale weighs (1 + s)^-a */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
     /* privacy (--select svt) */
@@ -80,6 +81,15 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err);
 
 /* Cross-option checks (also run by config_parse). */
 int config_validate(const config_t *c, char *err);
+
+/* The options set away from their defaults that have no effect in this
+ * configuration (those config_print hides: the protocol outside mode dssgd,
+ * --tau with --select largest, --alpha without --partition dirichlet, ...),
+ * one line each, "--theta-u 0.2 is ignored: it has an effect only with
+ * --mode dssgd\n", for the driver to print as warnings. An option given at
+ * its default value is not seen. Returns the number of such options; -1 if
+ * len is too small (buf then holds the whole lines that fit). */
+int config_ignored(const config_t *c, char *buf, size_t len);
 
 void config_usage(FILE *out);
 

@@ -29,6 +29,12 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err);
 
 void dataset_free(dataset_t *ds);
 
+/* Checks that a model trained on `train` can be evaluated on `test`: the
+ * two must have the same image shape (rows, cols and so dim). The counts
+ * may differ. On a mismatch the message names both shapes and which set
+ * has which. */
+int dataset_check_compatible(const dataset_t *train, const dataset_t *test, char *err);
+
 /* Shards: each participant's training examples as indices into the
  * training set. */
 typedef struct {

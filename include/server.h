@@ -22,6 +22,7 @@ typedef struct {
     /* How uploads combine; all zero is the paper's rule (sum, eta_s = 1). */
     config_aggregate aggregate;/* resolved: sum | mean | staleness (config_aggregate_rule) */
     float server_lr;           /* eta_s; 0 is taken as 1 */
+    float server_momentum;     /* beta_s of the mean rule's rounds; 0 = none */
     double staleness_exponent; /* a */
     uint32_t participants;     /* N: ids 0..N-1 have a staleness; 0 = none tracked */
 } server_opts;
@@ -60,8 +61,10 @@ void server_count_rejection(server_t *s, wire_reason reason);
 
 /* A round of concurrent uploads (sync's epoch): with the mean rule,
  * uploads between begin and end are averaged per parameter over those that
- * carried it, w[j] += eta_s * sum_j / count_j, when the round ends. Other
- * rules apply each upload at once; begin and end change nothing. */
+ * carried it, m_j = sum_j / count_j (0 where none did), and when the round
+ * ends w[j] += eta_s * m_j; with a server momentum beta_s > 0, w[j] +=
+ * eta_s * u_j where u_j <- beta_s * u_j + m_j (FedAvgM). Other rules apply
+ * each upload at once; begin and end change nothing. */
 void server_round_begin(server_t *s);
 void server_round_end(server_t *s);
 
@@ -71,11 +74,17 @@ void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_
 /* End of an epoch: stat <- beta * stat. */
 void server_end_epoch(server_t *s);
 
+/* The momentum's velocity u (n floats), NULL when the server has none. */
+const float *server_velocity(const server_t *s);
+
 /* Checkpoint support: the download rng and the upload counters, out and in.
- * server_restore also replaces the parameters and counters (n entries). */
+ * server_restore also replaces the parameters, counters and, when the
+ * server has a momentum, its velocity (n entries; NULL: zero, as at the
+ * start). */
 void server_save(const server_t *s, uint64_t rng[RNG_STATE_WORDS], uint64_t counters[2]);
 int server_restore(server_t *s, const float *w, const double *stat,
-                   const uint64_t rng[RNG_STATE_WORDS], const uint64_t counters[2]);
+                   const uint64_t rng[RNG_STATE_WORDS], const uint64_t counters[2],
+                   const float *velocity);
 
 uint64_t server_accepted(const server_t *s);
 uint64_t server_rejected(const server_t *s);

@@ -27,6 +27,7 @@ const ckpt_dset ckpt_dsets[CKPT_DS_COUNT] = {
     [CKPT_DS_SERVER_STAT] = {"/server/stat", CKPT_F64, 1, {CKPT_DIM_N, CKPT_DIM_N}},
     [CKPT_DS_SERVER_RNG] = {"/server/rng", CKPT_U64, 2, {CKPT_DIM_TWO, CKPT_DIM_RNG}},
     [CKPT_DS_COUNTERS] = {"/server/counters", CKPT_U64, 1, {CKPT_DIM_TWO, CKPT_DIM_TWO}},
+    [CKPT_DS_MOMENTUM] = {"/server/momentum", CKPT_F32, 1, {CKPT_DIM_N, CKPT_DIM_N}},
     [CKPT_DS_PART_PARAMS] = {"/participants/params", CKPT_F32, 2, {CKPT_DIM_PARTS, CKPT_DIM_N}},
     [CKPT_DS_RESIDUAL] = {"/participants/residual", CKPT_F32, 2, {CKPT_DIM_PARTS, CKPT_DIM_N}},
     [CKPT_DS_PART_RNG] = {"/participants/rng", CKPT_U64, 2, {CKPT_DIM_PARTS, CKPT_DIM_RNG}},
@@ -40,11 +41,26 @@ void *ckpt_dset_data(const ckpt_state *s, int which)
     case CKPT_DS_SERVER_STAT: return s->server_stat;
     case CKPT_DS_SERVER_RNG: return (void *)s->server_rng;
     case CKPT_DS_COUNTERS: return (void *)s->counters;
+    case CKPT_DS_MOMENTUM: return s->server_momentum;
     case CKPT_DS_PART_PARAMS: return s->part_params;
     case CKPT_DS_RESIDUAL: return s->part_residual;
     case CKPT_DS_PART_RNG: return s->part_rng;
     default: return s->part_epsilon;
     }
+}
+
+int ckpt_dset_optional(int which)
+{
+    return which == CKPT_DS_RESIDUAL || which == CKPT_DS_MOMENTUM;
+}
+
+int ckpt_dset_in_state(const ckpt_state *s, int which)
+{
+    if (which == CKPT_DS_RESIDUAL)
+        return s->has_residual != 0;
+    if (which == CKPT_DS_MOMENTUM)
+        return s->has_momentum != 0;
+    return 1;
 }
 
 hsize_t ckpt_dim_value(ckpt_dim d, uint64_t n, uint32_t parts)
@@ -151,6 +167,17 @@ int ckpt_state_alloc(ckpt_state *s, uint64_t n, uint32_t participants, int has_r
     return 0;
 }
 
+int ckpt_state_alloc_momentum(ckpt_state *s)
+{
+    float *m = s->n ? err_calloc((size_t)s->n, sizeof *m) : NULL;
+    if (!m)
+        return -1;
+    free(s->server_momentum);
+    s->server_momentum = m;
+    s->has_momentum = 1;
+    return 0;
+}
+
 void ckpt_state_free(ckpt_state *s)
 {
     if (!s)
@@ -159,6 +186,7 @@ void ckpt_state_free(ckpt_state *s)
     free(s->model);
     free(s->server_params);
     free(s->server_stat);
+    free(s->server_momentum);
     free(s->part_params);
     free(s->part_residual);
     free(s->part_rng);
@@ -185,6 +213,8 @@ int ckpt_check_values(const ckpt_state *s, char *err)
 {
     size_t n = (size_t)s->n, parts = s->participants;
     if (check_finite_f32(s->server_params, n, 0, "/server/params", err) < 0 ||
+        (s->has_momentum &&
+         check_finite_f32(s->server_momentum, n, 0, "/server/momentum", err) < 0) ||
         check_finite_f32(s->part_params, n * parts, n, "/participants/params", err) < 0 ||
         (s->has_residual &&
          check_finite_f32(s->part_residual, n * parts, n, "/participants/residual", err) < 0))
@@ -230,7 +260,8 @@ static int check_state(const ckpt_state *s, char *err)
         return err_set(err, "N = %" PRIu32 " is out of range 1..%u", s->participants,
                        CKPT_MAX_PARTICIPANTS);
     if (!s->server_params || !s->server_stat || !s->part_params || !s->part_rng ||
-        !s->part_epsilon || (s->has_residual && !s->part_residual))
+        !s->part_epsilon || (s->has_residual && !s->part_residual) ||
+        (s->has_momentum && !s->server_momentum))
         return err_set(err, "the state has a missing array");
     if (!s->config || !s->model)
         return err_set(err, "the state has no %s string", s->config ? "model" : "config");
@@ -377,7 +408,7 @@ static int write_file(const char *tmp, const char *path, const ckpt_state *s, ch
         group = -1;
     }
     for (int which = 0; which < CKPT_DS_COUNT; which++) {
-        if (which == CKPT_DS_RESIDUAL && !s->has_residual)
+        if (!ckpt_dset_in_state(s, which))
             continue;
         if (write_dataset(fid, s, which, path, err) < 0)
             goto done;

@@ -43,6 +43,7 @@ void (*ckpt_test_child_hook)(void);
 typedef struct {
     int32_t rc; /* 0: the state follows; -1: refused, err says why */
     int32_t has_residual;
+    int32_t has_momentum;
     uint32_t participants;
     uint64_t epoch, seed, n;
     uint64_t server_rng[2][RNG_STATE_WORDS];
@@ -56,7 +57,7 @@ typedef struct {
     size_t bytes;
 } guard_part;
 
-enum { GUARD_PARTS_MAX = 8 };
+enum { GUARD_PARTS_MAX = 9 };
 
 /* The strings and arrays of s in the order they cross the pipe. */
 static int guard_parts(const ckpt_state *s, size_t config_len, size_t model_len,
@@ -68,6 +69,8 @@ static int guard_parts(const ckpt_state *s, size_t config_len, size_t model_len,
     part[k++] = (guard_part){s->model, model_len};
     part[k++] = (guard_part){s->server_params, n * sizeof *s->server_params};
     part[k++] = (guard_part){s->server_stat, n * sizeof *s->server_stat};
+    if (s->has_momentum)
+        part[k++] = (guard_part){s->server_momentum, n * sizeof *s->server_momentum};
     part[k++] = (guard_part){s->part_params, rows * sizeof *s->part_params};
     if (s->has_residual)
         part[k++] = (guard_part){s->part_residual, rows * sizeof *s->part_residual};
@@ -170,6 +173,7 @@ _Noreturn static void guard_child(int fd, const char *path, pid_t parent, long l
     rep.rc = ckpt_load_unguarded(path, &s, rep.err);
     if (rep.rc == 0) {
         rep.has_residual = s.has_residual;
+        rep.has_momentum = s.has_momentum;
         rep.participants = s.participants;
         rep.epoch = s.epoch;
         rep.seed = s.seed;
@@ -227,7 +231,8 @@ static int guard_report_valid(const guard_report *r)
         return memchr(r->err, '\0', sizeof r->err) != NULL;
     return r->rc == 0 && r->n >= 1 && r->n <= CKPT_MAX_N && r->participants >= 1 &&
            r->participants <= CKPT_MAX_PARTICIPANTS &&
-           (r->has_residual == 0 || r->has_residual == 1) && r->config_len <= CKPT_MAX_STRING &&
+           (r->has_residual == 0 || r->has_residual == 1) &&
+           (r->has_momentum == 0 || r->has_momentum == 1) && r->config_len <= CKPT_MAX_STRING &&
            r->model_len <= CKPT_MAX_STRING;
 }
 
@@ -235,6 +240,10 @@ static int guard_alloc(const guard_report *r, ckpt_state *s)
 {
     if (ckpt_state_alloc(s, r->n, r->participants, r->has_residual) < 0)
         return -1;
+    if (r->has_momentum && ckpt_state_alloc_momentum(s) < 0) {
+        ckpt_state_free(s);
+        return -1;
+    }
     s->config = malloc((size_t)r->config_len + 1);
     s->model = malloc((size_t)r->model_len + 1);
     if (!s->config || !s->model) {

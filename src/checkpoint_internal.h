@@ -38,7 +38,8 @@ typedef struct {
 
 enum {
     CKPT_DS_SERVER_PARAMS, CKPT_DS_SERVER_STAT, CKPT_DS_SERVER_RNG, CKPT_DS_COUNTERS,
-    CKPT_DS_PART_PARAMS, CKPT_DS_RESIDUAL, CKPT_DS_PART_RNG, CKPT_DS_EPSILON, CKPT_DS_COUNT
+    CKPT_DS_MOMENTUM, CKPT_DS_PART_PARAMS, CKPT_DS_RESIDUAL, CKPT_DS_PART_RNG, CKPT_DS_EPSILON,
+    CKPT_DS_COUNT
 };
 
 /* Every dataset of the layout in checkpoint.h, indexed by CKPT_DS_*: save
@@ -46,8 +47,13 @@ enum {
 extern const ckpt_dset ckpt_dsets[CKPT_DS_COUNT];
 
 /* The array of s that dataset `which` (CKPT_DS_*) holds; NULL for the
- * residual when s has none. */
+ * residual or the momentum when s has none. */
 void *ckpt_dset_data(const ckpt_state *s, int which);
+/* Whether dataset `which` may be absent from a file (the residual, the
+ * server momentum): its presence is then the state's has_* flag. */
+int ckpt_dset_optional(int which);
+/* Whether s holds dataset `which`: always for the required ones. */
+int ckpt_dset_in_state(const ckpt_state *s, int which);
 /* The length of dimension d for n parameters and parts participants. */
 hsize_t ckpt_dim_value(ckpt_dim d, uint64_t n, uint32_t parts);
 /* The native HDF5 type that holds a k in memory (a library type: not closed). */
@@ -56,7 +62,7 @@ hid_t ckpt_mem_type(ckpt_elem k);
 /* ---- value checks and messages ----------------------------------------- */
 
 /* The checks of the values, shared by save and load: finite parameters,
- * residuals and statistics, possible rng states, epsilons >= 0 (+inf
+ * momentum, residuals and statistics, possible rng states, epsilons >= 0 (+inf
  * allowed). -1 at the first bad value, with a message that names the dataset
  * and element but not the file (the caller prefixes it). */
 int ckpt_check_values(const ckpt_state *s, char *err);

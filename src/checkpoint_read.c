@@ -400,16 +400,16 @@ static int load_file(hid_t fid, const char *file, ckpt_state *s, char *err)
         read_string_attr(fid, "model", &model, file, err) < 0)
         goto done;
 
-    int has_residual = 0;
     for (int i = 0; i < CKPT_DS_COUNT; i++) {
-        if (i == CKPT_DS_RESIDUAL) {
-            /* /participants exists: /participants/params opened just before. */
+        if (ckpt_dset_optional(i)) {
+            /* Its group exists: a required dataset of the same group
+             * (/server/params, /participants/params) was opened before it. */
             htri_t exists = H5Lexists(fid, ckpt_dsets[i].path, H5P_DEFAULT);
             if (exists < 0) {
                 ckpt_h5_fail(err, file, "H5Lexists", ckpt_dsets[i].path);
                 goto done;
             }
-            if (!(has_residual = exists > 0))
+            if (exists == 0)
                 continue;
         }
         if (open_dataset(fid, i, &dsets[i], dims[i], file, err) < 0)
@@ -447,7 +447,8 @@ static int load_file(hid_t fid, const char *file, ckpt_state *s, char *err)
             goto done;
     }
 
-    if (ckpt_state_alloc(s, n, (uint32_t)parts, has_residual) < 0) {
+    if (ckpt_state_alloc(s, n, (uint32_t)parts, dsets[CKPT_DS_RESIDUAL] >= 0) < 0 ||
+        (dsets[CKPT_DS_MOMENTUM] >= 0 && ckpt_state_alloc_momentum(s) < 0)) {
         err_set(err, "%s: out of memory for n = %" PRIu64 ", N = %" PRIu64, file, n, parts);
         goto done;
     }
@@ -555,6 +556,7 @@ int ckpt_inspect(const char *path, FILE *out, char *err)
     fprintf(out, "n         %" PRIu64 "\n", s.n);
     fprintf(out, "N         %" PRIu32 "\n", s.participants);
     fprintf(out, "residual  %s\n", s.has_residual ? "yes" : "no");
+    fprintf(out, "momentum  %s\n", s.has_momentum ? "yes" : "no");
     fprintf(out, "uploads   %" PRIu64 " accepted, %" PRIu64 " rejected\n", s.counters[0],
             s.counters[1]);
     fprintf(out, "model     %s\n", s.model);

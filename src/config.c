@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stddef.h>
@@ -95,7 +96,12 @@ typedef struct {
      * shown), and the default's tag after it: NULL = "[<default>]", "" = none */
     const char *section, *metavar, *help, *help_default;
     print_block print;
-    int (*shown)(const config_t *c);              /* printed only if true (NULL = always) */
+    /* printed only if true (NULL = always). Hiding a row means the option has
+     * no effect in that configuration, as hiding the PRINT_DSSGD block means
+     * outside mode dssgd: config_ignored warns when such an option is set. */
+    int (*shown)(const config_t *c);
+    const char *applies; /* where shown is true, for that warning (NULL: shown is true
+                            whenever the option is set) */
     const char *(*display)(const config_t *c);    /* printed value (NULL = the field's) */
     const char *unit;                             /* printed after the value */
 } config_option;
@@ -123,6 +129,7 @@ static int when_staleness(const config_t *c)
     return config_aggregate_rule(c) == AGGREGATE_STALENESS;
 }
 static int when_async(const config_t *c) { return c->schedule == SCHEDULE_ASYNC; }
+static int when_mean(const config_t *c) { return config_aggregate_rule(c) == AGGREGATE_MEAN; }
 
 /* Checkpoints save the rule in force: resuming compares what ran. */
 static const char *aggregate_saved(const config_t *c)
@@ -202,6 +209,7 @@ static const config_option options[] = {
     {.name = "alpha", .kind = KIND_DOUBLE, FIELD(alpha, double),
      .min = 0, .min_open = 1, .max = 1e6, .def = 0.5,
      .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN, .shown = when_dirichlet,
+     .applies = "--partition dirichlet",
      .section = "Run", .metavar = "A", .help = "Dirichlet concentration (> 0)"},
     {.name = "schedule", .kind = KIND_ENUM, ENUM_FIELD(schedule, config_schedule, schedule_names),
      .def = SCHEDULE_ROUND_ROBIN,
@@ -247,6 +255,7 @@ static const config_option options[] = {
     {.name = "tau", .kind = KIND_DOUBLE, FIELD(tau, double),
      .min = 0, .max = INFINITY, .def = 0.0,
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD, .shown = when_threshold,
+     .applies = "--select random or svt",
      .section = PROTOCOL, .metavar = "T", .help = "threshold of --select random (>= 0)"},
     {.name = "stat-decay", .kind = KIND_DOUBLE, FIELD(stat_decay, double),
      .min = 0, .min_open = 1, .max = 1, .def = 1.0,
@@ -268,27 +277,38 @@ static const config_option options[] = {
      .min = 0, .min_open = 1, .max = 1e3, .def = 1.0,
      .resume = RESUME_MUST_MATCH, .absent = "1", .print = PRINT_DSSGD,
      .section = AGGREGATION, .metavar = "R", .help = "the server's step: w += R * aggregate (> 0)"},
+    {.name = "server-momentum", .kind = KIND_DOUBLE, FIELD(server_momentum, double),
+     .min = 0, .max = 1, .max_open = 1, .def = 0.7,
+     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD, .shown = when_mean,
+     .applies = "--aggregate mean (or auto with --schedule sync)",
+     .section = AGGREGATION, .metavar = "B",
+     .help = "mean rule: the server's momentum over rounds, [0, 1)\n"
+             "(u <- B u + mean, w += R u; 0 = none)"},
     {.name = "staleness-exponent", .kind = KIND_DOUBLE, FIELD(staleness_exponent, double),
      .min = 0, .max = 10, .def = 1.0,
      .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,
      .shown = when_staleness,
+     .applies = "--aggregate staleness (or auto with --schedule async)",
      .section = AGGREGATION, .metavar = "E",
      .help = "E in (1 + s)^-E; s = uploads applied since\n"
              "the participant's download (>= 0)"},
     {.name = "simulate-staleness", .kind = KIND_INT, FIELD(simulate_staleness, int),
      .imin = 1, .imax = 100000, .def = 0, /* 0 = off, outside the range */
      .resume = RESUME_MUST_MATCH, .absent = "0", .print = PRINT_DSSGD, .shown = when_async,
+     .applies = "--schedule async",
      .section = AGGREGATION, .metavar = "S",
      .help = "async on one rank: S uploads in flight, collected\n"
              "in a seeded order (deterministic)", .help_default = "[off]"},
     {.name = "dp-epsilon", .kind = KIND_DOUBLE, FIELD(dp_epsilon, double),
      .min = 0, .min_open = 1, .max = 1e12, .def = 0, /* 0 = off, outside the range */
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD, .shown = when_svt,
+     .applies = "--select svt",
      .section = PRIVACY, .metavar = "E", .help = "epsilon per participant per epoch (> 0)",
      .help_default = "[required with svt]"},
     {.name = "dp-max-epsilon", .kind = KIND_DOUBLE, FIELD(dp_max_epsilon, double),
      .min = 0, .min_open = 1, .max = INFINITY, .def = INFINITY,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_DSSGD, .shown = when_svt,
+     .applies = "--select svt",
      .section = PRIVACY, .metavar = "B",
      .help = "a participant stops uploading rather than spend beyond B\n"
              "in total (basic composition)", .help_default = "[none]"},
@@ -299,6 +319,7 @@ static const config_option options[] = {
     {.name = "checkpoint-every", .kind = KIND_INT, FIELD(checkpoint_every, int),
      .imin = 1, .imax = 1000000, .def = 0, /* 0 = at the end only, outside the range */
      .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST, .shown = when_checkpoint,
+     .applies = "--checkpoint FILE",
      .section = STATE, .metavar = "K", .help = "... every K epochs, and always at the end",
      .help_default = "[end only]"},
     {.name = "resume", .kind = KIND_STRING, FIELD(resume, char *),
@@ -315,6 +336,7 @@ static const config_option options[] = {
     {.name = "rank-timeout", .kind = KIND_DOUBLE, FIELD(rank_timeout, double),
      .min = 0, .max = 1e9, .def = 600,
      .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_distributed, .unit = " s",
+     .applies = "--mode dssgd or standalone",
      .section = "Failures", .metavar = "S",
      .help = "stop the job, naming the rank, when a rank takes more than\n"
              "S seconds per participant to answer; 0 = wait forever"},
@@ -362,8 +384,16 @@ static int parse_double(const char *opt, const char *s, double lo, double hi, in
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno == ERANGE || isnan(v))
+    if (end == s || *end != '\0' || isnan(v))
         return err_set(err, "--%s: '%s' is not a number", opt, s);
+    /* ERANGE: a number beyond a double's reach (strtod gives +-HUGE_VAL),
+     * or one that underflows. A subnormal result is a fine, if imprecise,
+     * value and is range-checked as usual; one that underflows to zero
+     * would silently become 0. */
+    if (errno == ERANGE && fabs(v) == HUGE_VAL)
+        return err_set(err, "--%s: %s is too large for a double (beyond %g)", opt, s, DBL_MAX);
+    if (errno == ERANGE && v == 0)
+        return err_set(err, "--%s: %s is too small for a double (it would be 0)", opt, s);
     if ((lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi))
         return err_set(err, "--%s: %s is out of range %s%g, %g%s", opt, s, lo_open ? "(" : "[",
                        lo, hi, hi_open ? ")" : "]");
@@ -377,9 +407,9 @@ static int parse_long(const char *opt, const char *s, long long lo, long long hi
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || errno == ERANGE)
+    if (end == s || *end != '\0')
         return err_set(err, "--%s: '%s' is not an integer", opt, s);
-    if (v < lo || v > hi)
+    if (errno == ERANGE || v < lo || v > hi) /* ERANGE: beyond a long long, so out of range */
         return err_set(err, "--%s: %s is out of range [%lld, %lld]", opt, s, lo, hi);
     *out = v;
     return 0;
@@ -593,6 +623,32 @@ int config_validate(const config_t *c, char *err)
 
 enum { OPT_FIRST = 256, OPT_HELP = OPT_FIRST + N_OPTIONS }; /* getopt values: row + 256 */
 
+/* The message for a long option getopt refused with '?': one that takes no
+ * value but was given one, an abbreviation of several options (getopt
+ * accepts an abbreviation of exactly one), or an unknown name. */
+static int refuse_long_option(const char *arg, char *err)
+{
+    if (optopt >= OPT_FIRST && optopt <= OPT_HELP) {
+        const char *name = optopt == OPT_HELP ? "help" : options[optopt - OPT_FIRST].name;
+        return err_set(err, "--%s takes no value, given '%s'", name, arg);
+    }
+    const char *name = strncmp(arg, "--", 2) == 0 ? arg + 2 : arg;
+    size_t len = strcspn(name, "=");
+    char list[ERR_LEN / 2] = "";
+    int matches = 0;
+    for (int i = 0; i <= N_OPTIONS; i++) {
+        const char *full = i < N_OPTIONS ? options[i].name : "help";
+        if (len == 0 || strncmp(full, name, len) != 0)
+            continue;
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s--%s", matches ? ", " : "", full);
+        matches++;
+    }
+    if (matches > 1)
+        return err_set(err, "ambiguous option '--%.*s' (could be %s)", (int)len, name, list);
+    return err_set(err, "unknown option '%s' (see dssgd --help)", arg);
+}
+
 int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
 {
     struct option longopts[N_OPTIONS + 2];
@@ -621,12 +677,62 @@ int config_parse(config_t *c, int argc, char **argv, FILE *out, char *err)
             return err_set(err, "unknown option '-%c' (options are long: --name value; "
                            "see dssgd --help)", optopt);
         } else {
-            return err_set(err, "unknown option '%s' (see dssgd --help)", argv[optind - 1]);
+            return refuse_long_option(argv[optind - 1], err);
         }
     }
     if (optind < argc)
         return err_set(err, "unexpected argument '%s' (see dssgd --help)", argv[optind]);
     return config_validate(c, err);
+}
+
+/* ---- options without effect ---------------------------------------------- */
+
+/* Whether option o has the same value in a and b. */
+static int same_value(const config_option *o, const config_t *a, const config_t *b)
+{
+    const void *x = cfield_of(a, o), *y = cfield_of(b, o);
+    switch (o->kind) {
+    case KIND_DOUBLE: return *(const double *)x == *(const double *)y;
+    case KIND_STRING: return strcmp(x, y) == 0;
+    default: return memcmp(x, y, o->size) == 0;
+    }
+}
+
+int config_ignored(const config_t *c, char *buf, size_t len)
+{
+    config_t d;
+    config_defaults(&d);
+    size_t used = 0;
+    int count = 0, fits = 1;
+    if (len)
+        buf[0] = '\0';
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const config_option *o = &options[i];
+        if (o->print == PRINT_NEVER || same_value(o, c, &d))
+            continue;
+        /* The printed table's rule: what it hides has no effect. */
+        const char *applies;
+        if (o->print == PRINT_DSSGD && c->mode != MODE_DSSGD)
+            applies = "--mode dssgd";
+        else if (o->shown && !o->shown(c))
+            applies = o->applies ? o->applies : "another configuration";
+        else
+            continue;
+        char vbuf[VALUE_LEN];
+        const char *v = o->kind == KIND_FLAG ? "" : value_text(o, c, 0, vbuf);
+        int n = fits ? snprintf(buf + used, len - used, "--%s%s%s is ignored: it has an effect "
+                                "only with %s\n", o->name, *v ? " " : "", v, applies)
+                     : 0;
+        if (n < 0 || (size_t)n >= len - used) {
+            if (len)
+                buf[used] = '\0'; /* whole lines only */
+            fits = 0;
+        } else {
+            used += (size_t)n;
+        }
+        count++;
+    }
+    return fits ? count : -1;
 }
 
 /* ---- the printed table ------------------------------------------------------ */

@@ -88,6 +88,19 @@ void dataset_free(dataset_t *ds)
     memset(ds, 0, sizeof *ds);
 }
 
+int dataset_check_compatible(const dataset_t *train, const dataset_t *test, char *err)
+{
+    /* The model's input size comes from the training images; evaluation
+     * copies test->dim floats per example into a workspace sized by the
+     * model, so any difference overflows it or reads misaligned images. */
+    if (train->rows != test->rows || train->cols != test->cols || train->dim != test->dim ||
+        train->dim != (size_t)train->rows * (size_t)train->cols)
+        return err_set(err, "the training images are %dx%d but the test images are %dx%d: "
+                       "both sets must have one image size", train->rows, train->cols,
+                       test->rows, test->cols);
+    return 0;
+}
+
 /* ---- partitions -------------------------------------------------------- */
 
 static int shards_alloc(dataset_shards *s, int participants, size_t shard_size)

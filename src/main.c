@@ -21,6 +21,16 @@ static void usage_short(FILE *out)
                  "       dssgd --version\n");
 }
 
+/* One warning line on stderr per option that the configuration ignores. */
+static void warn_ignored(const config_t *cfg)
+{
+    char buf[4096];
+    if (config_ignored(cfg, buf, sizeof buf) == 0)
+        return;
+    for (char *line = buf, *nl; *line && (nl = strchr(line, '\n')); line = nl + 1)
+        fprintf(stderr, "dssgd: warning: %.*s\n", (int)(nl - line), line);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -46,7 +56,14 @@ int main(int argc, char **argv)
         if (rank == 0)
             printf("dssgd %s\n", DSSGD_VERSION);
     } else if (strcmp(argv[1], "inspect") == 0) {
-        if (argc != 3) {
+        if (argc == 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+            if (rank == 0)
+                printf("usage: dssgd inspect FILE\n"
+                       "Prints what a checkpoint written by `dssgd train --checkpoint FILE`\n"
+                       "holds: format, version, epoch, seed, parameters, participants,\n"
+                       "residuals, the model and the configuration.\n"
+                       "(A file named --help: dssgd inspect ./--help)\n");
+        } else if (argc != 3) {
             if (rank == 0)
                 fprintf(stderr, "usage: dssgd inspect FILE\n");
             status = 2;
@@ -63,6 +80,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "dssgd: %s\n", err);
             status = 2;
         } else if (rc == 0) {
+            if (rank == 0)
+                warn_ignored(&cfg);
             if (run_train(&cfg, MPI_COMM_WORLD, NULL, NULL, err)) {
                 fprintf(stderr, "dssgd: rank %d: %s\n", rank, err);
                 status = 1;

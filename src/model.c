@@ -204,8 +204,10 @@ int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_
         if (rc)
             return -1;
         p += len;
-        if (*p)
-            p++;
+        /* A separator must have a layer after it, as one must have a layer
+         * before it (the len == 0 test above). */
+        if (*p && !*++p)
+            return err_set(err, "model '%s': empty layer after the final '%c'", spec, p[-1]);
     }
     if (m->num_layers == 0)
         return err_set(err, "model '%s': no layers", spec);

@@ -35,6 +35,8 @@ static int setup(run_state *st, char *err)
     const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
     if (dataset_load(dir, 1, &st->train, err) || dataset_load(dir, 0, &st->test, err))
         return -1;
+    if (dataset_check_compatible(&st->train, &st->test, err))
+        return err_prefix(err, "%s", dir);
     if (model_build(&st->model, c->model, st->train.rows, st->train.cols, DATASET_NUM_CLASSES,
                     err))
         return -1;
@@ -515,6 +517,13 @@ static int save_checkpoint(run_state *st, int epoch, char *err)
     cs.seed = c->seed;
     memcpy(cs.server_params, server_params(st->server), n * sizeof(float));
     memcpy(cs.server_stat, server_stat(st->server), n * sizeof(double));
+    if (server_velocity(st->server)) {
+        if (ckpt_state_alloc_momentum(&cs)) {
+            ckpt_state_free(&cs);
+            return err_set(err, "checkpoint: out of memory");
+        }
+        memcpy(cs.server_momentum, server_velocity(st->server), n * sizeof(float));
+    }
     server_save(st->server, cs.server_rng[0], cs.counters);
     rng_save(&st->schedule_rng, cs.server_rng[1]);
     for (int r = run_first_host(t->size); r < t->size; r++)
@@ -545,6 +554,17 @@ static int save_checkpoint(run_state *st, int epoch, char *err)
     return rc;
 }
 
+/* The participant of the checkpoint that has spent the most epsilon (the
+ * first of equals); -1 if it has none. */
+static int most_spent(const ckpt_state *cs)
+{
+    int most = -1;
+    for (uint32_t p = 0; p < cs->participants; p++)
+        if (most < 0 || cs->part_epsilon[p] > cs->part_epsilon[most])
+            most = (int)p;
+    return most;
+}
+
 /* Rank 0: loads a checkpoint, checks it belongs to this run, restores the
  * server and sends every participant its state. Sets *done_epochs. */
 static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
@@ -556,21 +576,34 @@ static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
     ckpt_state cs;
     if (ckpt_load(c->resume, &cs, err))
         return -1;
-    int rc = -1;
+    int rc = -1, most;
     rng_t sched;
     if (config_check_resume(c, cs.config, err)) {
         err_prefix(err, "%s", c->resume);
-    } else if (strcmp(cs.model, st->model.spec) != 0 || cs.n != n) {
-        err_set(err, "%s: model %s with %llu parameters, this run builds %s with %zu", c->resume,
-                cs.model, (unsigned long long)cs.n, st->model.spec, n);
+    } else if (strcmp(cs.model, st->model.spec) != 0) {
+        err_set(err, "%s: model %s with %llu parameters, this run builds %s with %zu on %dx%d "
+                "images", c->resume, cs.model, (unsigned long long)cs.n, st->model.spec, n,
+                st->train.rows, st->train.cols);
+    } else if (cs.n != n) {
+        err_set(err, "%s: the checkpoint was made on images of another size: model %s has %llu "
+                "parameters there, %zu on this run's %dx%d images", c->resume, cs.model,
+                (unsigned long long)cs.n, n, st->train.rows, st->train.cols);
     } else if (cs.participants != (uint32_t)N || cs.has_residual != (c->residual != 0)) {
         err_set(err, "%s: %u participants%s, this run has %d%s", c->resume, cs.participants,
                 cs.has_residual ? " with residuals" : "", N, c->residual ? " with residuals" : "");
+    } else if ((most = most_spent(&cs)) >= 0 && cs.part_epsilon[most] > c->dp_max_epsilon) {
+        err_set(err, "%s: participant %d has already spent epsilon %g, more than "
+                "--dp-max-epsilon %g (give at least %g)", c->resume, most,
+                cs.part_epsilon[most], c->dp_max_epsilon, cs.part_epsilon[most]);
     } else if (cs.epoch >= (uint64_t)c->epochs) {
         err_set(err, "%s: already at epoch %llu; --epochs (the total) must be larger", c->resume,
                 (unsigned long long)cs.epoch);
+    } else if ((server_velocity(st->server) != NULL) != (cs.has_momentum != 0)) {
+        err_set(err, "%s: the checkpoint %s a server momentum, this run %s", c->resume,
+                cs.has_momentum ? "has" : "has no",
+                server_velocity(st->server) ? "has one" : "has none");
     } else if (server_restore(st->server, cs.server_params, cs.server_stat, cs.server_rng[0],
-                              cs.counters) ||
+                              cs.counters, cs.server_momentum) ||
                rng_restore(&sched, cs.server_rng[1]) || sched.seed != c->seed ||
                sched.stream != RNG_STREAM_SCHEDULE) {
         err_set(err, "%s: the server's random state belongs to another run", c->resume);
@@ -676,6 +709,7 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
                       .gamma = (float)c->gamma, .download = c->download,
                       .stat_decay = c->stat_decay, .seed = c->seed,
                       .aggregate = config_aggregate_rule(c), .server_lr = (float)c->server_lr,
+                      .server_momentum = (float)c->server_momentum,
                       .staleness_exponent = c->staleness_exponent,
                       .participants = (uint32_t)N};
     st->server = server_create(&so, init);

@@ -24,6 +24,7 @@ struct server {
     int in_round;        /* mean rule: uploads accumulate in round_sum/round_count */
     double *round_sum;   /* (n) mean rule only */
     uint32_t *round_count;
+    float *velocity;     /* (n) mean rule with a momentum only */
 };
 
 server_t *server_create(const server_opts *opts, const float *init)
@@ -41,12 +42,15 @@ server_t *server_create(const server_opts *opts, const float *init)
     s->val = err_calloc(n, sizeof *s->val);
     s->sel = select_ws_create(n);
     s->version = err_calloc(opts->participants ? opts->participants : 1, sizeof *s->version);
-    if (opts->aggregate == AGGREGATE_MEAN) {
+    int mean = opts->aggregate == AGGREGATE_MEAN, momentum = mean && opts->server_momentum > 0;
+    if (mean) {
         s->round_sum = err_calloc(n, sizeof *s->round_sum);
         s->round_count = err_calloc(n, sizeof *s->round_count);
     }
+    if (momentum)
+        s->velocity = err_calloc(n, sizeof *s->velocity);
     if (!s->w || !s->stat || !s->idx || !s->val || !s->sel || !s->version ||
-        (opts->aggregate == AGGREGATE_MEAN && (!s->round_sum || !s->round_count))) {
+        (mean && (!s->round_sum || !s->round_count)) || (momentum && !s->velocity)) {
         server_free(s);
         return NULL;
     }
@@ -67,6 +71,7 @@ void server_free(server_t *s)
     free(s->version);
     free(s->round_sum);
     free(s->round_count);
+    free(s->velocity);
     free(s);
 }
 
@@ -156,12 +161,23 @@ void server_round_end(server_t *s)
 {
     if (!s->in_round)
         return;
-    for (size_t j = 0; j < s->opts.n; j++)
-        if (s->round_count[j]) {
-            s->w[j] += (float)(s->opts.server_lr * s->round_sum[j] / s->round_count[j]);
+    double lr = s->opts.server_lr, beta = s->opts.server_momentum;
+    if (s->velocity) {
+        for (size_t j = 0; j < s->opts.n; j++) {
+            double mean = s->round_count[j] ? s->round_sum[j] / s->round_count[j] : 0;
+            s->velocity[j] = (float)(beta * s->velocity[j] + mean);
+            s->w[j] += (float)(lr * s->velocity[j]);
             s->round_sum[j] = 0;
             s->round_count[j] = 0;
         }
+    } else {
+        for (size_t j = 0; j < s->opts.n; j++)
+            if (s->round_count[j]) {
+                s->w[j] += (float)(lr * s->round_sum[j] / s->round_count[j]);
+                s->round_sum[j] = 0;
+                s->round_count[j] = 0;
+            }
+    }
     s->in_round = 0;
 }
 
@@ -186,8 +202,11 @@ void server_save(const server_t *s, uint64_t rng[RNG_STATE_WORDS], uint64_t coun
     counters[1] = s->rejected;
 }
 
+const float *server_velocity(const server_t *s) { return s->velocity; }
+
 int server_restore(server_t *s, const float *w, const double *stat,
-                   const uint64_t rng[RNG_STATE_WORDS], const uint64_t counters[2])
+                   const uint64_t rng[RNG_STATE_WORDS], const uint64_t counters[2],
+                   const float *velocity)
 {
     rng_t r;
     if (rng_restore(&r, rng) || r.seed != s->opts.seed || r.stream != RNG_STREAM_SERVER)
@@ -197,5 +216,11 @@ int server_restore(server_t *s, const float *w, const double *stat,
     memcpy(s->stat, stat, s->opts.n * sizeof *s->stat);
     s->accepted = counters[0];
     s->rejected = counters[1];
+    if (s->velocity) {
+        if (velocity)
+            memcpy(s->velocity, velocity, s->opts.n * sizeof *s->velocity);
+        else
+            memset(s->velocity, 0, s->opts.n * sizeof *s->velocity);
+    }
     return 0;
 }

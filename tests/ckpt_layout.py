@@ -59,6 +59,9 @@ def main(argv):
             "participants/rng": ((parts, RNG_STATE_WORDS), np.uint64),
             "participants/epsilon": ((parts,), np.float64),
         }
+        # The optional datasets: checked when present.
+        if "server/momentum" in f:
+            expected["server/momentum"] = ((n,), np.float32)
         if "participants/residual" in f:
             expected["participants/residual"] = ((parts, n), np.float32)
         for name, (shape, dtype) in expected.items():

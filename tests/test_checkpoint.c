@@ -124,6 +124,17 @@ static void make_state(ckpt_state *s, uint64_t n, uint32_t parts, int residual, 
     s->model = dup_string("mlp:784-128-10");
 }
 
+/* Gives s a server momentum (FedAvgM's velocity) with values keyed by tag. */
+static void add_momentum(ckpt_state *s, uint64_t tag)
+{
+    assert_int_equal(ckpt_state_alloc_momentum(s), 0);
+    assert_int_equal(s->has_momentum, 1);
+    rng_t r;
+    rng_init(&r, tag, 78);
+    for (uint64_t i = 0; i < s->n; i++)
+        s->server_momentum[i] = (float)(rng_uniform(&r) * 0.2 - 0.1);
+}
+
 static void assert_state_equal(const ckpt_state *a, const ckpt_state *b)
 {
     assert_int_equal(a->epoch, b->epoch);
@@ -133,8 +144,13 @@ static void assert_state_equal(const ckpt_state *a, const ckpt_state *b)
     assert_int_equal(a->n, b->n);
     assert_int_equal(a->participants, b->participants);
     assert_int_equal(a->has_residual, b->has_residual);
+    assert_int_equal(a->has_momentum, b->has_momentum);
     size_t n = (size_t)a->n, rows = n * a->participants;
     assert_memory_equal(a->server_params, b->server_params, n * sizeof(float));
+    if (a->has_momentum)
+        assert_memory_equal(a->server_momentum, b->server_momentum, n * sizeof(float));
+    else
+        assert_null(b->server_momentum);
     assert_memory_equal(a->server_stat, b->server_stat, n * sizeof(double));
     assert_memory_equal(a->server_rng, b->server_rng, sizeof a->server_rng);
     assert_memory_equal(a->counters, b->counters, sizeof a->counters);
@@ -326,6 +342,110 @@ static void test_round_trip_keeps_edge_values(void **state)
     ckpt_state_free(&s);
 }
 
+/* ---- the optional server momentum ------------------------------------- */
+
+/* With a server momentum, both loads give it back bit for bit (-0 and a
+ * subnormal too), with and without residuals, for n = 1 and n = 3000. */
+static void test_round_trip_with_momentum_is_bit_exact(void **state)
+{
+    fixture *fx = *state;
+    static const uint64_t ns[] = {1, 3000};
+    uint64_t tag = 50;
+    for (int a = 0; a < 2; a++)
+        for (int residual = 0; residual < 2; residual++, tag++) {
+            ckpt_state s, got;
+            char err[ERR_LEN] = "";
+            make_state(&s, ns[a], 7, residual, tag);
+            add_momentum(&s, tag);
+            s.server_momentum[0] = -0.0f;
+            if (ns[a] > 1)
+                s.server_momentum[1] = FLT_TRUE_MIN;
+            if (ckpt_save(fx->path, &s, err) != 0)
+                fail_msg("save n=%llu residual=%d: %s", (unsigned long long)ns[a], residual, err);
+            assert_loads_as(fx->path, &s);
+            if (ckpt_load_unguarded(fx->path, &got, err) != 0)
+                fail_msg("unguarded load: %s", err);
+            assert_int_equal(got.has_momentum, 1);
+            assert_state_equal(&s, &got);
+            ckpt_state_free(&got);
+            ckpt_state_free(&s);
+        }
+}
+
+/* A file without the dataset (every file from before it existed) loads with
+ * has_momentum = 0 and no array, through both loads; the writer adds
+ * nothing to a state without it. */
+static void test_file_without_momentum_loads_without_it(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s, got;
+    char err[ERR_LEN] = "";
+    save_standard(fx->path, &s, 51);
+    hid_t fid = H5Fopen(fx->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(fid >= 0);
+    assert_int_equal(H5Lexists(fid, "/server/momentum", H5P_DEFAULT), 0);
+    assert_true(H5Fclose(fid) >= 0);
+    for (int guarded = 0; guarded < 2; guarded++) {
+        memset(&got, 0xA5, sizeof got);
+        int rc = guarded ? ckpt_load(fx->path, &got, err)
+                         : ckpt_load_unguarded(fx->path, &got, err);
+        if (rc != 0)
+            fail_msg("load: %s", err);
+        assert_int_equal(got.has_momentum, 0);
+        assert_null(got.server_momentum);
+        assert_state_equal(&s, &got);
+        ckpt_state_free(&got);
+    }
+    ckpt_state_free(&s);
+}
+
+/* ckpt_state_alloc_momentum: zeroed, a second call zeroes again, freed by
+ * ckpt_state_free; refused (s unchanged) for a state with no parameters. */
+static void test_alloc_momentum(void **state)
+{
+    (void)state;
+    ckpt_state s;
+    make_state(&s, 10, 2, 0, 52);
+    assert_int_equal(s.has_momentum, 0);
+    assert_null(s.server_momentum);
+    add_momentum(&s, 52);
+    assert_int_equal(ckpt_state_alloc_momentum(&s), 0);
+    for (int i = 0; i < 10; i++)
+        assert_true(s.server_momentum[i] == 0.0f && !signbit(s.server_momentum[i]));
+    ckpt_state_free(&s);
+    assert_zeroed(&s);
+    ckpt_state empty;
+    memset(&empty, 0, sizeof empty);
+    assert_int_equal(ckpt_state_alloc_momentum(&empty), -1);
+    assert_zeroed(&empty);
+}
+
+/* A non-finite momentum, or a flag without its array, is never written. */
+static void test_save_refuses_bad_momentum(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "", name[256];
+    make_state(&s, 10, 2, 1, 53);
+    add_momentum(&s, 53);
+    static const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        s.server_momentum[7] = bad[i];
+        assert_int_equal(ckpt_save(fx->path, &s, err), -1);
+        if (!strstr(err, fx->path) || !strstr(err, "refusing to save") ||
+            !strstr(err, "/server/momentum[7]") || !strstr(err, "not a finite number"))
+            fail_msg("message '%s'", err);
+    }
+    s.server_momentum[7] = 0;
+    float *m = s.server_momentum;
+    s.server_momentum = NULL;
+    assert_int_equal(ckpt_save(fx->path, &s, err), -1);
+    assert_non_null(strstr(err, "the state has a missing array"));
+    s.server_momentum = m;
+    assert_int_equal(count_entries(fx->dir, name, sizeof name), 0);
+    ckpt_state_free(&s);
+}
+
 /* ---- atomic replacement ---------------------------------------------- */
 
 static void test_save_replaces_old_checkpoint_and_leaves_no_temp_file(void **state)
@@ -502,8 +622,10 @@ static int states_equal(const ckpt_state *a, const ckpt_state *b)
     size_t n = (size_t)a->n, rows = n * a->participants;
     return a->epoch == b->epoch && a->seed == b->seed && !strcmp(a->config, b->config) &&
            !strcmp(a->model, b->model) && a->n == b->n && a->participants == b->participants &&
-           a->has_residual == b->has_residual &&
+           a->has_residual == b->has_residual && a->has_momentum == b->has_momentum &&
            !memcmp(a->server_params, b->server_params, n * sizeof(float)) &&
+           (!a->has_momentum ||
+            !memcmp(a->server_momentum, b->server_momentum, n * sizeof(float))) &&
            !memcmp(a->server_stat, b->server_stat, n * sizeof(double)) &&
            !memcmp(a->server_rng, b->server_rng, sizeof a->server_rng) &&
            !memcmp(a->counters, b->counters, sizeof a->counters) &&
@@ -568,13 +690,15 @@ static size_t sweep_in_child(const char *path, unsigned char *bytes, size_t len,
 }
 
 /* A bit flipped anywhere (every 11th byte of a small file, metadata included)
- * is either refused or provably harmless: the load gives the saved state. */
+ * is either refused or provably harmless: the load gives the saved state.
+ * The file holds every dataset, the optional ones too. */
 static void test_load_never_returns_altered_state_after_a_bit_flip(void **state)
 {
     fixture *fx = *state;
     ckpt_state s;
     char err[ERR_LEN] = "";
     make_state(&s, 300, 3, 1, 21);
+    add_momentum(&s, 21);
     if (ckpt_save(fx->path, &s, err) != 0)
         fail_msg("save: %s", err);
     size_t len, stride = 11;
@@ -728,6 +852,50 @@ static void test_load_refuses_nan_in_server_params(void **state)
     s.server_params[5] = NAN;
     overwrite_dataset(fx->path, "/server/params", H5T_NATIVE_FLOAT, s.server_params);
     assert_load_refused(fx->path, "/server/params[5] is nan, not a finite number");
+    ckpt_state_free(&s);
+}
+
+static void test_load_refuses_nan_in_server_momentum(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    make_state(&s, 3000, 7, 1, 54);
+    add_momentum(&s, 54);
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
+    s.server_momentum[5] = NAN;
+    overwrite_dataset(fx->path, "/server/momentum", H5T_NATIVE_FLOAT, s.server_momentum);
+    assert_load_refused(fx->path, "/server/momentum[5] is nan, not a finite number");
+    ckpt_state_free(&s);
+}
+
+/* /server/momentum must be float32[n] like /server/params: a length other
+ * than n, a second dimension or another element type is refused. */
+static void test_load_refuses_misshapen_server_momentum(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s;
+    char err[ERR_LEN] = "";
+    make_state(&s, 3000, 7, 1, 55);
+    add_momentum(&s, 55);
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
+    float *zeros = calloc(3001, sizeof *zeros);
+    assert_non_null(zeros);
+    hsize_t one[1] = {3000}, shorter[1] = {2999}, longer[1] = {3001}, matrix[2] = {1, 3000};
+    replace_dataset(fx->path, "/server/momentum", H5T_IEEE_F32LE, 1, shorter, H5T_NATIVE_FLOAT,
+                    zeros);
+    assert_load_refused(fx->path, "dataset /server/momentum has shape [2999], expected [3000]");
+    replace_dataset(fx->path, "/server/momentum", H5T_IEEE_F32LE, 1, longer, H5T_NATIVE_FLOAT,
+                    zeros);
+    assert_load_refused(fx->path, "dataset /server/momentum has shape [3001], expected [3000]");
+    replace_dataset(fx->path, "/server/momentum", H5T_IEEE_F32LE, 2, matrix, H5T_NATIVE_FLOAT,
+                    zeros);
+    assert_load_refused(fx->path, "dataset /server/momentum has 2 dimensions, expected 1");
+    replace_dataset(fx->path, "/server/momentum", H5T_IEEE_F64LE, 1, one, H5T_NATIVE_FLOAT, zeros);
+    assert_load_refused(fx->path, "dataset /server/momentum is float64, expected float32");
+    free(zeros);
     ckpt_state_free(&s);
 }
 
@@ -933,7 +1101,7 @@ static void test_inspect_prints_epoch_n_N_and_config(void **state)
     assert_int_equal(fclose(out), 0);
     static const char *const want[] = {
         "format    dssgd-checkpoint\n", "version   1\n", "epoch     25\n", "n         3000\n",
-        "N         7\n", "residual  yes\n", "model     mlp:784-128-10\n",
+        "N         7\n", "residual  yes\nmomentum  no\n", "model     mlp:784-128-10\n",
         "config\n    participants = 7\n    n = 3000\n    lr = 0.01\n    tag = 15\n"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(buf, want[i]))
@@ -947,6 +1115,21 @@ static void test_inspect_prints_epoch_n_N_and_config(void **state)
     assert_int_equal(ckpt_inspect(fx->path, out, err), -1);
     assert_int_equal(fclose(out), 0);
     assert_non_null(strstr(err, "checkpoint version 3"));
+    free(buf);
+    ckpt_state_free(&s);
+
+    /* With a server momentum: "momentum  yes", right after the residual. */
+    make_state(&s, 20, 2, 0, 56);
+    add_momentum(&s, 56);
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
+    out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    if (ckpt_inspect(fx->path, out, err) != 0)
+        fail_msg("inspect: %s", err);
+    assert_int_equal(fclose(out), 0);
+    if (!strstr(buf, "residual  no\nmomentum  yes\n"))
+        fail_msg("inspect output lacks 'momentum  yes':\n%s", buf);
     free(buf);
     ckpt_state_free(&s);
 }
@@ -983,7 +1166,11 @@ static void test_h5dump_lists_layout(void **state)
         skip();
     }
     ckpt_state s;
-    save_standard(fx->path, &s, 16);
+    char err[ERR_LEN] = "";
+    make_state(&s, 3000, 7, 1, 16); /* save_standard's state, with a server momentum */
+    add_momentum(&s, 16);
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
     char cmd[512];
     int status;
     snprintf(cmd, sizeof cmd, "h5dump -H -p '%s' 2>&1", fx->path);
@@ -1005,6 +1192,7 @@ static void test_h5dump_lists_layout(void **state)
         {"/server/stat", "H5T_IEEE_F64LE", "( 3000 )"},
         {"/server/rng", "H5T_STD_U64LE", "( 2, 4 )"},
         {"/server/counters", "H5T_STD_U64LE", "( 2 )"},
+        {"/server/momentum", "H5T_IEEE_F32LE", "( 3000 )"},
         {"/participants/params", "H5T_IEEE_F32LE", "( 7, 3000 )"},
         {"/participants/residual", "H5T_IEEE_F32LE", "( 7, 3000 )"},
         {"/participants/rng", "H5T_STD_U64LE", "( 7, 4 )"},
@@ -1051,10 +1239,13 @@ static void test_h5py_reads_layout(void **state)
     assert_int_equal(access(script, R_OK), 0); /* the suite runs from the repository root */
     char cmd[512];
     int status;
+    /* Without the optional datasets, then with both (residual, momentum). */
     for (int residual = 0; residual < 2; residual++) {
         ckpt_state s;
         char err[ERR_LEN] = "";
         make_state(&s, 3000, 7, residual, 17 + (uint64_t)residual);
+        if (residual)
+            add_momentum(&s, 18);
         if (ckpt_save(fx->path, &s, err) != 0)
             fail_msg("save: %s", err);
         snprintf(cmd, sizeof cmd, "%s %s '%s' 3000 7 %a 2>&1", python, script, fx->path,
@@ -1083,6 +1274,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_round_trip_is_bit_exact_for_every_shape),
         T(test_round_trip_keeps_edge_values),
+        T(test_round_trip_with_momentum_is_bit_exact),
+        T(test_file_without_momentum_loads_without_it),
+        T(test_alloc_momentum),
+        T(test_save_refuses_bad_momentum),
         T(test_save_replaces_old_checkpoint_and_leaves_no_temp_file),
         T(test_failed_save_leaves_old_checkpoint_intact),
         T(test_save_into_missing_directory_fails_naming_file),
@@ -1104,6 +1299,8 @@ int main(void)
         T(test_load_refuses_mismatched_shapes),
         T(test_load_refuses_wrong_element_type),
         T(test_load_refuses_nan_in_server_params),
+        T(test_load_refuses_nan_in_server_momentum),
+        T(test_load_refuses_misshapen_server_momentum),
         T(test_load_refuses_impossible_rng_state),
         T(test_load_refuses_negative_epsilon),
         T(test_load_refuses_file_that_crashes_hdf5),

@@ -319,6 +319,120 @@ static void test_refuses_unknown_long_option(void **state)
     assert_refused("--learning-rate", "0.1", "--learning-rate", (char *)NULL);
 }
 
+/* getopt_long takes an abbreviation of exactly one option; an abbreviation
+ * of several is named as such, with the candidates. */
+static void test_refuses_ambiguous_prefix_naming_the_candidates(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    assert_int_equal(parse(&c, err, "--dp", "1", (char *)NULL), -1);
+    assert_string_equal(err, "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon)");
+    assert_int_equal(parse(&c, err, "--dp=1", (char *)NULL), -1);
+    assert_string_equal(err, "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon)");
+    assert_refused("--theta", "0.5", "ambiguous option '--theta'", "--theta-u", "--theta-d",
+                   (char *)NULL);
+    assert_refused("--check", "f.h5", "--checkpoint, --checkpoint-every", (char *)NULL);
+    assert_refused("--s", "1", "--shard-size", "--seed", "--select", "--stat-decay",
+                   (char *)NULL);
+    assert_int_equal(parse(&c, err, "--he", (char *)NULL), 1); /* only --help begins so */
+    assert_refused("--dpx", "1", "unknown option '--dpx'", (char *)NULL);
+}
+
+static void test_unambiguous_abbreviations_still_accepted(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--epo", "3", "--stat", "0.5", "--resid", "--dp-max", "4", "--select", "svt",
+             "--dp-e", "1", "--gam", "0.01", (char *)NULL);
+    assert_int_equal(c.epochs, 3);
+    assert_true(c.stat_decay == 0.5);
+    assert_int_equal(c.residual, 1);
+    assert_true(c.dp_max_epsilon == 4.0 && c.dp_epsilon == 1.0);
+    /* an exact name wins over the longer names it begins */
+    parse_ok(&c, "--checkpoint", "f.h5", (char *)NULL);
+    assert_string_equal(c.checkpoint, "f.h5");
+}
+
+static void test_refuses_a_value_given_to_a_flag(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    assert_int_equal(parse(&c, err, "--residual=1", (char *)NULL), -1);
+    assert_string_equal(err, "--residual takes no value, given '--residual=1'");
+    assert_refused("--quiet=yes", NULL, "--quiet takes no value", (char *)NULL);
+    assert_refused("--help=x", NULL, "--help takes no value", (char *)NULL);
+}
+
+/* strtod reports ERANGE for overflow and for underflow, subnormals
+ * included. A subnormal is a number and is range-checked like any other;
+ * underflow to 0 and overflow are named as such, not "not a number". */
+static void test_subnormal_accepted_and_range_checked(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--tau", "1e-310", "--lr", "4.9e-324", (char *)NULL);
+    assert_true(c.tau == 1e-310 && c.tau > 0);
+    assert_true(c.lr > 0 && c.lr < 1e-323);
+    assert_refused("--lr", "-1e-310", "--lr", "out of range (0, 1000]", (char *)NULL);
+    assert_refused("--tau", "-1e-310", "--tau", "out of range [0, inf]", (char *)NULL);
+    assert_refused("--lr", "1e-400", "--lr: 1e-400 is too small for a double (it would be 0)",
+                   (char *)NULL);
+    assert_refused("--gamma", "1e999", "--gamma: 1e999 is too large for a double",
+                   (char *)NULL);
+    assert_refused("--alpha", "-1e999", "--alpha: -1e999 is too large", (char *)NULL);
+    /* an integer beyond long long is out of range, not "not an integer" */
+    assert_refused("--seed", "99999999999999999999", "--seed: 99999999999999999999 is out of "
+                   "range [0, 9223372036854775807]", (char *)NULL);
+    assert_refused("--epochs", "-99999999999999999999", "--epochs", "out of range", (char *)NULL);
+}
+
+/* config_ignored: the options set away from their defaults that the
+ * configuration does not use, one line each. */
+static void test_ignored_options_are_listed(void **state)
+{
+    (void)state;
+    config_t c;
+    char buf[1024];
+    parse_ok(&c, (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+    parse_ok(&c, "--mode", "centralized", "--theta-u", "0.2", "--residual", "--schedule", "sync",
+             "--rank-timeout", "5", "--lr", "0.1", (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 4);
+    assert_string_equal(buf,
+        "--schedule sync is ignored: it has an effect only with --mode dssgd\n"
+        "--theta-u 0.2 is ignored: it has an effect only with --mode dssgd\n"
+        "--residual is ignored: it has an effect only with --mode dssgd\n"
+        "--rank-timeout 5 is ignored: it has an effect only with --mode dssgd or standalone\n");
+    parse_ok(&c, "--mode", "standalone", "--aggregate", "mean", "--rank-timeout", "5",
+             (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 1);
+    assert_string_equal(buf, "--aggregate mean is ignored: it has an effect only with --mode "
+                             "dssgd\n");
+    /* within mode dssgd, what another option switches off */
+    parse_ok(&c, "--tau", "0.5", "--alpha", "2", "--staleness-exponent", "2", (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 3);
+    assert_string_equal(buf,
+        "--alpha 2 is ignored: it has an effect only with --partition dirichlet\n"
+        "--tau 0.5 is ignored: it has an effect only with --select random or svt\n"
+        "--staleness-exponent 2 is ignored: it has an effect only with --aggregate staleness "
+        "(or auto with --schedule async)\n");
+    parse_ok(&c, "--select", "random", "--tau", "0.5", "--partition", "dirichlet", "--alpha",
+             "2", "--schedule", "async", "--staleness-exponent", "2", (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 0);
+    /* a value equal to the default is not seen */
+    parse_ok(&c, "--mode", "centralized", "--theta-u", "0.1", (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 0);
+    /* too small a buffer: -1, and whole lines only */
+    parse_ok(&c, "--mode", "centralized", "--theta-u", "0.2", "--theta-d", "0.5", (char *)NULL);
+    char small[80];
+    assert_int_equal(config_ignored(&c, small, sizeof small), -1);
+    assert_string_equal(small, "--theta-u 0.2 is ignored: it has an effect only with --mode "
+                               "dssgd\n");
+}
+
 static void test_refuses_missing_value(void **state)
 {
     (void)state;
@@ -596,6 +710,11 @@ int main(void)
         cmocka_unit_test(test_refuses_trailing_garbage),
         cmocka_unit_test(test_refuses_unknown_choice_listing_the_choices),
         cmocka_unit_test(test_refuses_unknown_long_option),
+        cmocka_unit_test(test_refuses_ambiguous_prefix_naming_the_candidates),
+        cmocka_unit_test(test_unambiguous_abbreviations_still_accepted),
+        cmocka_unit_test(test_refuses_a_value_given_to_a_flag),
+        cmocka_unit_test(test_subnormal_accepted_and_range_checked),
+        cmocka_unit_test(test_ignored_options_are_listed),
         cmocka_unit_test(test_refuses_missing_value),
         cmocka_unit_test(test_refuses_stray_positional_argument),
         cmocka_unit_test(test_refuses_mnist_without_data_dir),

@@ -672,6 +672,72 @@ static void test_free_accepts_zeroed_structs(void **state)
     dataset_free(&d2);
 }
 
+/* ---- train and test shapes ---------------------------------------------- */
+
+/* A header-only dataset of the given shape: dataset_check_compatible reads
+ * no pixels. */
+static dataset_t shaped(size_t count, int rows, int cols)
+{
+    return (dataset_t){.count = count, .rows = rows, .cols = cols,
+                       .dim = (size_t)rows * (size_t)cols};
+}
+
+static void test_compatible_accepts_one_shape_with_different_counts(void **state)
+{
+    (void)state;
+    char err[ERR_LEN] = "";
+    dataset_t train = shaped(60000, 28, 28), test = shaped(10000, 28, 28);
+    assert_int_equal(dataset_check_compatible(&train, &test, err), 0);
+    assert_string_equal(err, "");
+}
+
+/* Train smaller than test overflowed sgd_evaluate's workspace; test smaller
+ * gave a wrong accuracy. Both are refused, naming each set's shape. */
+static void test_compatible_refuses_each_way_naming_both_shapes(void **state)
+{
+    (void)state;
+    char err[ERR_LEN] = "";
+    dataset_t small = shaped(100, 27, 27), big = shaped(100, 28, 28);
+    assert_int_equal(dataset_check_compatible(&small, &big, err), -1);
+    assert_string_equal(err, "the training images are 27x27 but the test images are 28x28: "
+                             "both sets must have one image size");
+    err[0] = '\0';
+    assert_int_equal(dataset_check_compatible(&big, &small, err), -1);
+    assert_non_null(strstr(err, "training images are 28x28"));
+    assert_non_null(strstr(err, "test images are 27x27"));
+}
+
+/* 28x27 and 27x28 have the same number of pixels but not the same images. */
+static void test_compatible_refuses_transposed_shape_of_equal_size(void **state)
+{
+    (void)state;
+    char err[ERR_LEN] = "";
+    dataset_t a = shaped(10, 28, 27), b = shaped(10, 27, 28);
+    assert_int_equal(dataset_check_compatible(&a, &b, err), -1);
+    assert_non_null(strstr(err, "28x27"));
+    assert_non_null(strstr(err, "27x28"));
+}
+
+/* Two sets loaded from files: the loader's shape is what is compared. */
+static void test_compatible_on_loaded_splits(void **state)
+{
+    (void)state;
+    char dir[512], err[ERR_LEN] = "";
+    make_subdir(dir, sizeof dir, "shapes");
+    write_split(dir, "train", NULL, SYN_COUNT, 0);
+    write_split(dir, "t10k", NULL, SYN_COUNT, 0);
+    dataset_t train, test;
+    assert_int_equal(dataset_load(dir, 1, &train, err), 0);
+    assert_int_equal(dataset_load(dir, 0, &test, err), 0);
+    assert_int_equal(dataset_check_compatible(&train, &test, err), 0);
+    test.cols = SYN_COLS + 1; /* as if the test files were wider */
+    test.dim = (size_t)test.rows * (size_t)test.cols;
+    assert_int_equal(dataset_check_compatible(&train, &test, err), -1);
+    assert_non_null(strstr(err, "test images are 4x5"));
+    dataset_free(&train);
+    dataset_free(&test);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -695,6 +761,10 @@ int main(void)
         cmocka_unit_test(test_partition_refusals),
         cmocka_unit_test(test_union_is_distinct_ascending_and_equals_naive_union),
         cmocka_unit_test(test_free_accepts_zeroed_structs),
+        cmocka_unit_test(test_compatible_accepts_one_shape_with_different_counts),
+        cmocka_unit_test(test_compatible_refuses_each_way_naming_both_shapes),
+        cmocka_unit_test(test_compatible_refuses_transposed_shape_of_equal_size),
+        cmocka_unit_test(test_compatible_on_loaded_splits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -445,6 +445,11 @@ static void test_bad_specs_are_refused_with_a_reason(void **state)
         {"p0,d10", "bad pool"},
         {"cx3,d10", "bad conv"},
         {"pad99,d10", "bad padding"},
+        /* a separator at either end: both refused */
+        {",d128-relu,d10", "empty"},
+        {"d128-relu,d10,", "empty layer after the final ','"},
+        {"d10-", "empty layer after the final '-'"},
+        {"mlp,", "unknown layer 'mlp'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = '\0';
