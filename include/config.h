@@ -53,7 +53,8 @@ typedef struct {
     config_aggregate aggregate;
     double server_lr;                 /* eta_s: the server's step on an aggregate */
     double server_momentum;           /* beta_s: momentum of the mean rule's rounds */
-    double staleness_exponent;        /* a: an upload s uploads stale weighs (1 + s)^-a */
+    double staleness_exponent;        /* a: an upload s uploads stale weighs (1 + s - b)^-a */
+    int staleness_tolerance;          /* b: uploads at most b stale weigh in full */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
     /* privacy (--select svt) */
     double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */

@@ -24,6 +24,7 @@ typedef struct {
     float server_lr;           /* eta_s; 0 is taken as 1 */
     float server_momentum;     /* beta_s of the mean rule's rounds; 0 = none */
     double staleness_exponent; /* a */
+    uint32_t staleness_tolerance; /* b: s <= b weighs in full, else s - b counts */
     uint32_t participants;     /* N: ids 0..N-1 have a staleness; 0 = none tracked */
 } server_opts;
 
@@ -47,8 +48,9 @@ size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, i
 /* Validates an upload that claims to come from `participant` at `epoch` and
  * applies it: stat[j] += 1 and, by the aggregation rule,
  *   sum:       w[j] += eta_s * v;
- *   staleness: w[j] += eta_s * (1 + s)^-a * v, s = uploads applied since
- *              the participant's download was packed;
+ *   staleness: w[j] += eta_s * (1 + max(0, s - b))^-a * v, s = uploads
+ *              applied since the participant's download was packed, b the
+ *              tolerance (FedAsync's hinge);
  *   mean:      inside a round, v is added to the round's per-parameter sum
  *              and count, applied by server_round_end; outside one, as sum.
  * A message that fails any check changes nothing; the reason is returned

@@ -711,6 +711,7 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
                       .aggregate = config_aggregate_rule(c), .server_lr = (float)c->server_lr,
                       .server_momentum = (float)c->server_momentum,
                       .staleness_exponent = c->staleness_exponent,
+                      .staleness_tolerance = (uint32_t)c->staleness_tolerance,
                       .participants = (uint32_t)N};
     st->server = server_create(&so, init);
     if (!st->server)

@@ -136,9 +136,12 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
         }
     } else {
         float step = s->opts.server_lr;
-        if (s->opts.aggregate == AGGREGATE_STALENESS)
-            step = (float)(s->opts.server_lr * pow(1.0 + (double)stale,
+        if (s->opts.aggregate == AGGREGATE_STALENESS) {
+            uint64_t late = stale > s->opts.staleness_tolerance
+                                ? stale - s->opts.staleness_tolerance : 0;
+            step = (float)(s->opts.server_lr * pow(1.0 + (double)late,
                                                    -s->opts.staleness_exponent));
+        }
         if (step == 1.0f) { /* the paper's rule, exactly */
             for (uint32_t i = 0; i < h.count; i++) {
                 s->w[s->idx[i]] += s->val[i];

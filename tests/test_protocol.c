@@ -430,6 +430,26 @@ static void test_staleness_rule_weighs_by_uploads_applied_since_the_download(voi
     server_free(s);
 }
 
+/* The tolerance B: uploads at most B stale weigh in full, later ones
+ * (1 + s - B)^-a (FedAsync's hinge). */
+static void test_staleness_tolerance_is_a_hinge(void **state)
+{
+    (void)state;
+    float init[10] = {0};
+    server_opts o = {.n = 10, .k_up = 3, .k_down = 10, .gamma = INFINITY,
+                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3,
+                     .aggregate = AGGREGATE_STALENESS, .server_lr = 1,
+                     .staleness_exponent = 1, .staleness_tolerance = 1, .participants = 4};
+    server_t *s = server_create(&o, init);
+    for (uint32_t p = 0; p < 4; p++)
+        download(s, p);
+    for (uint32_t p = 0; p < 4; p++) /* stale by 0, 1, 2, 3 */
+        upload(s, p, 1, (uint32_t[]){p}, (float[]){1.0f});
+    const float *w = server_params(s);
+    assert_true(w[0] == 1.0f && w[1] == 1.0f && w[2] == 0.5f && w[3] == (float)(1.0 / 3.0));
+    server_free(s);
+}
+
 /* sum with eta_s = 1 (and all-zero options) is the paper's rule, bit for bit. */
 static void test_sum_rule_is_the_papers(void **state)
 {
@@ -531,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_restore_keeps_the_privacy_ledger),
         cmocka_unit_test(test_mean_rule_averages_a_round_per_parameter),
         cmocka_unit_test(test_staleness_rule_weighs_by_uploads_applied_since_the_download),
+        cmocka_unit_test(test_staleness_tolerance_is_a_hinge),
         cmocka_unit_test(test_sum_rule_is_the_papers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
