@@ -157,6 +157,19 @@ static int check_model(const char *value, char *err)
     return *value ? 0 : err_set(err, "--model: empty value (try mlp or cnn)");
 }
 
+/* A path option given an empty value (an unset shell variable, most often)
+ * would silently mean "none": --resume "$UNSET" would start afresh and
+ * overwrite the checkpoint it meant to continue. */
+static int check_path(const char *opt, const char *value, char *err)
+{
+    return *value ? 0 : err_set(err, "--%s: empty path (an unset variable?); leave the option "
+                                "out for none", opt);
+}
+static int check_data_dir(const char *v, char *err) { return check_path("data-dir", v, err); }
+static int check_checkpoint(const char *v, char *err) { return check_path("checkpoint", v, err); }
+static int check_resume(const char *v, char *err) { return check_path("resume", v, err); }
+static int check_metrics(const char *v, char *err) { return check_path("metrics", v, err); }
+
 static const char USAGE_HEAD[] =
     "usage: dssgd train [options]      (run under mpirun: rank 0 is the server)\n"
     "       dssgd --help\n"
@@ -175,6 +188,7 @@ static const config_option options[] = {
      .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
      .section = "Data", .metavar = "NAME", .help = "fashion-mnist | mnist"},
     {.name = "data-dir", .kind = KIND_STRING, FIELD(data_dir, char *),
+     .check = check_data_dir,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .display = data_dir_used,
      .section = "Data", .metavar = "DIR",
      .help = "directory of the four IDX files (.gz or not)\n"
@@ -321,6 +335,7 @@ static const config_option options[] = {
      .help = "a participant stops uploading rather than spend beyond B\n"
              "in total (basic composition)", .help_default = "[none]"},
     {.name = "checkpoint", .kind = KIND_STRING, FIELD(checkpoint, char *),
+     .check = check_checkpoint,
      .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_checkpoint,
      .section = STATE, .metavar = "FILE", .help = "save the whole state to FILE (HDF5, atomic)",
      .help_default = "[none]"},
@@ -331,10 +346,12 @@ static const config_option options[] = {
      .section = STATE, .metavar = "K", .help = "... every K epochs, and always at the end",
      .help_default = "[end only]"},
     {.name = "resume", .kind = KIND_STRING, FIELD(resume, char *),
+     .check = check_resume,
      .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_resume,
      .section = STATE, .metavar = "FILE",
      .help = "continue from a checkpoint; --epochs is the new total", .help_default = ""},
     {.name = "metrics", .kind = KIND_STRING, FIELD(metrics, char *),
+     .check = check_metrics,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST,
      .section = "Output", .metavar = "FILE", .help = "CSV row per epoch (rank 0)",
      .help_default = "[none]"},

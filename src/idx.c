@@ -3,7 +3,6 @@
 #include "idx.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <zlib.h>
 
 #include "err.h"
+#include "paths.h"
 
 #define IDX_TYPE_UBYTE 0x08
 #define IDX_HEADER_MAX (4 + 4 * IDX_MAX_DIMS)
@@ -187,20 +187,17 @@ int idx_read(const char *path, int expect_dims, idx_array *out, char *err)
     if (expect_dims < 0 || expect_dims > IDX_MAX_DIMS)
         return err_set(err, "%s: invalid expected dimension count %d", path, expect_dims);
 
-    /* open + fstat + gzdopen rather than gzopen: a directory opens fine on
-     * Linux, and the size of a plain file lets us reject truncation early. */
-    int fd = open(path, O_RDONLY);
+    /* paths_open_input + fstat + gzdopen rather than gzopen: only a regular
+     * file is read (a FIFO would block the open forever, a directory opens
+     * fine on Linux), and its size lets us reject truncation early. */
+    int fd = paths_open_input(path, NULL, err);
     if (fd < 0)
-        return err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
         return err_set(err, "%s: cannot open: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return err_set(err, "%s: cannot open: %s", path, strerror(EISDIR));
     }
     gzFile gz = gzdopen(fd, "rb");
     if (!gz) {

@@ -4,18 +4,55 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
 
-FILE *metrics_open(const char *path, char *err)
+/* path opened with flags as a stream in mode, or NULL with "<path>: <doing>:
+ * <cause>". Only a regular file is accepted, and nothing blocks: a FIFO
+ * (or a device) at path is refused before and after the open, which is
+ * non-blocking; the stream then blocks as usual. */
+static FILE *open_regular(const char *path, int flags, const char *mode, const char *doing,
+                          char *err)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        err_set(err, "%s: cannot open for writing: %s", path, strerror(errno));
+    struct stat st;
+    int fd = -1;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        goto not_regular;
+    fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        err_set(err, "%s: %s: %s", path, doing, strerror(errno));
         return NULL;
     }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        goto not_regular;
+    int fl = fcntl(fd, F_GETFL);
+    FILE *f = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 ? fdopen(fd, mode) : NULL;
+    if (!f) {
+        err_set(err, "%s: %s: %s", path, doing, strerror(errno));
+        close(fd);
+    }
+    return f;
+not_regular:
+    if (fd >= 0)
+        close(fd);
+    if (S_ISDIR(st.st_mode))
+        err_set(err, "%s: %s: %s", path, doing, strerror(EISDIR));
+    else
+        err_set(err, "%s: %s: not a regular file", path, doing);
+    return NULL;
+}
+
+FILE *metrics_open(const char *path, char *err)
+{
+    FILE *f = open_regular(path, O_WRONLY | O_CREAT | O_TRUNC, "w", "cannot open for writing",
+                           err);
+    if (!f)
+        return NULL;
     if (fprintf(f, "%s\n", METRICS_HEADER) < 0 || fflush(f) != 0) {
         err_set(err, "%s: write failed: %s", path, strerror(errno));
         fclose(f);
@@ -24,52 +61,80 @@ FILE *metrics_open(const char *path, char *err)
     return f;
 }
 
-FILE *metrics_open_resume(const char *path, int upto, char *err)
+/* Copies the header of in, then its whole rows of epochs 1..upto, to out.
+ * -1 with err if in is not a metrics file or a read or write fails. */
+static int copy_rows(FILE *in, FILE *out, const char *path, int upto, char *err)
 {
-    FILE *in = fopen(path, "r");
-    if (!in) {
-        if (errno == ENOENT)
-            return metrics_open(path, err);
-        err_set(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        err_set(err, "%s: cannot write: %s", tmp, strerror(errno));
-        fclose(in);
-        return NULL;
-    }
     char line[1024];
-    int ok = fgets(line, sizeof line, in) && strncmp(line, METRICS_HEADER, strlen(METRICS_HEADER)) == 0;
-    if (!ok) {
-        err_set(err, "%s: not a dssgd metrics file (header differs); move it away to resume", path);
-        fclose(in); fclose(out); remove(tmp);
-        return NULL;
+    if (!fgets(line, sizeof line, in) || strncmp(line, METRICS_HEADER, strlen(METRICS_HEADER)) != 0) {
+        if (ferror(in))
+            return err_set(err, "%s: read error: %s", path, strerror(errno));
+        return err_set(err, "%s: not a dssgd metrics file (header differs); move it away to resume",
+                       path);
     }
-    fputs(line, out);
+    if (fputs(line, out) == EOF)
+        return err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
+    size_t len = strlen(line);
+    int at_start = len > 0 && line[len - 1] == '\n'; /* fgets splits long lines */
     while (fgets(line, sizeof line, in)) {
         /* Keep whole rows only: a row torn by a crash (no newline, or not
-         * the 12 columns) is dropped and its epoch runs again. */
+         * the 12 columns) is dropped and its epoch runs again; so is a line
+         * too long for the buffer, piece by piece. */
         int commas = 0;
         for (const char *p = line; *p; p++)
             commas += *p == ',';
-        size_t len = strlen(line);
+        len = strlen(line);
+        int whole = at_start && len > 0 && line[len - 1] == '\n';
+        at_start = len > 0 && line[len - 1] == '\n';
         int epoch = atoi(line);
-        if (epoch >= 1 && epoch <= upto && commas == 11 && len > 0 && line[len - 1] == '\n')
-            fputs(line, out);
+        if (whole && epoch >= 1 && epoch <= upto && commas == 11 && fputs(line, out) == EOF)
+            return err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
     }
-    fclose(in);
-    if (fflush(out) != 0 || fclose(out) != 0 || rename(tmp, path) != 0) {
-        err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
-        remove(tmp);
+    if (ferror(in))
+        return err_set(err, "%s: read error: %s", path, strerror(errno));
+    return 0;
+}
+
+FILE *metrics_open_resume(const char *path, int upto, char *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return metrics_open(path, err);
+    FILE *in = open_regular(path, O_RDONLY, "r", "cannot open", err);
+    if (!in)
+        return NULL;
+    size_t len = strlen(path) + sizeof ".tmp";
+    char *tmp = malloc(len);
+    if (!tmp) {
+        err_set(err, "%s: out of memory", path);
+        fclose(in);
         return NULL;
     }
-    FILE *f = fopen(path, "a");
-    if (!f)
-        err_set(err, "%s: cannot append: %s", path, strerror(errno));
-    return f;
+    snprintf(tmp, len, "%s.tmp", path);
+    /* O_NOFOLLOW: a link planted at the temporary name is not written through */
+    FILE *out = open_regular(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, "w", "cannot write",
+                             err);
+    if (!out) {
+        free(tmp);
+        fclose(in);
+        return NULL;
+    }
+    /* Any failure leaves the old file as it was: out is closed and removed,
+     * never renamed over it. The rows reach the disk before the rename. */
+    int rc = copy_rows(in, out, path, upto, err);
+    fclose(in);
+    if (rc == 0 && (fflush(out) != 0 || fsync(fileno(out)) != 0))
+        rc = err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
+    if (rc == 0 && ferror(out))
+        rc = err_set(err, "%s: rewrite failed: write error", path);
+    if (fclose(out) != 0 && rc == 0)
+        rc = err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = err_set(err, "%s: rewrite failed: %s", path, strerror(errno));
+    if (rc != 0)
+        remove(tmp);
+    free(tmp);
+    return rc == 0 ? open_regular(path, O_WRONLY | O_APPEND, "a", "cannot append", err) : NULL;
 }
 
 int metrics_write(FILE *f, const metrics_row *r, char *err)

@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "err.h"
+#include "paths.h"
 #include "run_internal.h"
 #include "schedule.h"
 #include "select.h"
@@ -784,6 +785,36 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     return rc;
 }
 
+/* Rank 0, before the first epoch: an output that the first save would fail
+ * on (missing or unwritable directory, a name too long for its temporary
+ * file, a symbolic link, a device or FIFO), or that another run is writing,
+ * is refused now rather than after every epoch has run; so are two options
+ * naming one file. The locks are held until run_train returns. */
+static int claim_paths(const config_t *c, paths_lock_t locks[2], char *err)
+{
+    const char *outputs[2] = {c->checkpoint, c->metrics};
+    const char *names[2] = {"--checkpoint", "--metrics"};
+    /* --resume may name the checkpoint itself (a run resumed in place),
+     * never the metrics */
+    const char *resumed[2] = {c->resume, c->metrics};
+    const char *resumed_names[2] = {"--resume", "--metrics"};
+    if (paths_check_distinct(outputs, names, 2, err) ||
+        paths_check_distinct(resumed, resumed_names, 2, err))
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        if (!outputs[i][0])
+            continue;
+        if (paths_check_output(outputs[i], names[i], err))
+            return -1;
+        int rc = paths_lock(outputs[i], names[i], &locks[i], err);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            fprintf(stderr, "dssgd: warning: %s\n", err);
+    }
+    return 0;
+}
+
 int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_result *result,
               char *err)
 {
@@ -797,13 +828,16 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
 
     int rc = transport_agree(t, setup(&st, err), err);
     FILE *metrics = NULL;
+    paths_lock_t locks[2] = {{0}};
     if (rc == 0 && t->rank == 0) {
-        if (!cfg->quiet) {
+        rc = claim_paths(cfg, locks, err);
+        if (rc == 0 && !cfg->quiet) {
             config_print(cfg, stderr);
             fprintf(stderr, "model %s: %zu parameters; upload k = %zu, download k = %zu; "
                     "%d rank(s)\n", st.model.spec, st.n, st.k_up, st.k_down, t->size);
         }
-        if (cfg->metrics[0] && !cfg->resume[0] && !(metrics = metrics_open(cfg->metrics, err)))
+        if (rc == 0 && cfg->metrics[0] && !cfg->resume[0] &&
+            !(metrics = metrics_open(cfg->metrics, err)))
             rc = -1;
         if (result) {
             result->n = st.n;
@@ -820,6 +854,8 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
     }
     if (metrics)
         fclose(metrics);
+    paths_unlock(&locks[0]);
+    paths_unlock(&locks[1]);
     teardown(&st);
     transport_close(&st.tr);
     return rc;

@@ -39,6 +39,43 @@ set +e; "$bin" train --data-dir "$tmp/nowhere" --epochs 1 > "$tmp/out" 2>&1; rc=
 [[ $rc -eq 1 ]] || fail "missing data dir exited $rc"
 grep -q "$tmp/nowhere" "$tmp/out" || fail "missing data dir not named: $(cat "$tmp/out")"
 
+# Hostile paths: refused when parsed (status 2) or by rank 0 before the first
+# epoch (status 1, no progress line), never a hang (timeout).
+tiny=(--participants 2 --shard-size 100 --epochs 2 --model d16-relu,d10 --eval-size 200)
+refuse_run() { # expected-phrase args...
+  local phrase=$1; shift
+  set +e; timeout 60 "$bin" train "${tiny[@]}" "$@" > "$tmp/out" 2>&1; local rc=$?; set -e
+  [[ $rc -eq 1 ]] || fail "'$*' exited $rc, wanted 1: $(cat "$tmp/out")"
+  grep -qF -- "$phrase" "$tmp/out" || fail "'$*' message lacks '$phrase': $(cat "$tmp/out")"
+  ! grep -q "^epoch 1/" "$tmp/out" || fail "'$*' trained before refusing"
+}
+for opt in --checkpoint --resume --metrics --data-dir; do
+  refuse "$opt: empty path" "$opt" ""
+done
+refuse_run "directory $tmp/nowhere does not exist" --checkpoint "$tmp/nowhere/ck.h5"
+refuse_run "file name too long for its temporary file" --checkpoint "$tmp/$(printf 'c%.0s' {1..250})"
+ln -s "$tmp/real.h5" "$tmp/link.h5"
+refuse_run "is a symbolic link (to $tmp/real.h5)" --checkpoint "$tmp/link.h5"
+refuse_run "exists and is a character device" --checkpoint /dev/null
+refuse_run "is a symbolic link" --metrics /dev/stdout
+refuse_run "--checkpoint and --metrics name the same file" --checkpoint "$tmp/x" --metrics "$tmp/x"
+refuse_run "--resume and --metrics name the same file" --resume "$tmp/x" --metrics "$tmp/./x"
+mkdir "$tmp/fifo" && mkfifo "$tmp/fifo/train-images-idx3-ubyte" && : > "$tmp/fifo/train-labels-idx1-ubyte"
+refuse_run "train-images-idx3-ubyte: cannot open: not a regular file (a FIFO)" --dataset mnist \
+  --data-dir "$tmp/fifo"
+# A run on the outputs of a running one is refused naming its pid; the
+# refused run leaves no lock file, nor does one that ends.
+"$bin" train "${tiny[@]}" --epochs 100000 --checkpoint "$tmp/lk.h5" --metrics "$tmp/lk.csv" \
+  --quiet > "$tmp/first" 2>&1 &
+first=$!
+for _ in {1..600}; do [[ -s "$tmp/lk.csv.lock" ]] && break; sleep 0.1; done
+refuse_run "in use by another run (pid $first on " --checkpoint "$tmp/lk2.h5" --metrics "$tmp/lk.csv"
+kill "$first"; wait "$first" || true
+[[ ! -e "$tmp/lk2.h5.lock" ]] || fail "a refused run left its lock file"
+"$bin" train "${tiny[@]}" --checkpoint "$tmp/lk.h5" --metrics "$tmp/lk.csv" --quiet \
+  || fail "a stale lock file blocked a run"
+[[ -z $(find "$tmp" -name '*.lock') ]] || fail "lock files left: $(find "$tmp" -name '*.lock')"
+
 mpirun --oversubscribe -np 3 "$bin" train --participants 4 --shard-size 200 --epochs 2 \
   --model d32-relu,d10 --eval-size 500 --theta-u 0.05 --schedule sync --lr 0.1 \
   --metrics "$tmp/m.csv" 2> "$tmp/err" || fail "DSSGD run failed: $(tail "$tmp/err")"
@@ -58,4 +95,39 @@ for p in 0 1 2 3; do
     || fail "participant $p: want one budget stop at epoch 3: $(cat "$tmp/err")"
 done
 [[ $(grep -c "stops uploading" "$tmp/err") -eq 4 ]] || fail "budget stops repeated: $(cat "$tmp/err")"
+
+# Training and test images of different sizes are refused before training,
+# naming both shapes (27x27 training images under 28x28 test images once
+# overflowed the evaluation buffer). IDX files written here: magic 0x0803
+# (images) or 0x0801 (labels), big-endian dimensions, then the bytes.
+be32() { local s; for s in 24 16 8 0; do printf "\\$(printf %03o $(($1 >> s & 255)))"; done; }
+write_split() { # dir prefix count rows cols
+  { printf '\0\0\10\3'; be32 "$3"; be32 "$4"; be32 "$5"; head -c $(($3 * $4 * $5)) /dev/zero; } \
+    > "$1/$2-images-idx3-ubyte"
+  { printf '\0\0\10\1'; be32 "$3"; head -c "$3" /dev/zero; } > "$1/$2-labels-idx1-ubyte"
+}
+for shapes in "27 28" "28 27"; do
+  read -r train_side test_side <<< "$shapes"
+  mkdir -p "$tmp/shapes$train_side"
+  write_split "$tmp/shapes$train_side" train 20 "$train_side" "$train_side"
+  write_split "$tmp/shapes$train_side" t10k 20 "$test_side" "$test_side"
+  set +e; "$bin" train --data-dir "$tmp/shapes$train_side" --participants 2 --shard-size 10 \
+    --epochs 1 --quiet > "$tmp/out" 2>&1; rc=$?; set -e
+  [[ $rc -eq 1 ]] || fail "train ${train_side}x$train_side, test ${test_side}x$test_side exited $rc"
+  grep -q "training images are ${train_side}x$train_side but the test images are ${test_side}x$test_side" \
+    "$tmp/out" || fail "shape mismatch not named: $(cat "$tmp/out")"
+done
+
+# Smaller refusals: an ambiguous abbreviation, inspect's own --help, and a
+# warning (not a refusal) for an option the mode ignores.
+refuse "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon)" --dp 1
+"$bin" inspect --help > "$tmp/out" 2>&1 || fail "inspect --help exited non-zero"
+grep -q "usage: dssgd inspect FILE" "$tmp/out" || fail "inspect --help: $(cat "$tmp/out")"
+set +e; "$bin" train --mode centralized --theta-u 0.2 --data-dir "$tmp/nowhere" > "$tmp/out" 2>&1
+set -e
+grep -q "warning: --theta-u 0.2 is ignored: it has an effect only with --mode dssgd" "$tmp/out" \
+  || fail "no warning for an ignored option: $(cat "$tmp/out")"
+set +e; "$bin" train --model d16-relu,d10, --epochs 1 > "$tmp/out" 2>&1; rc=$?; set -e
+[[ $rc -eq 1 ]] && grep -q "empty layer after the final ','" "$tmp/out" \
+  || fail "a trailing comma in --model: exit $rc, $(cat "$tmp/out")"
 echo "e2e: all checks passed"

@@ -1,5 +1,7 @@
 /* test_metrics: the per-epoch CSV has exactly the documented 12 columns, rows
- * of 12 fields (missing figures empty), clear open failures, a one-line progress. */
+ * of 12 fields (missing figures empty), clear open failures, a one-line
+ * progress; no open hangs on a FIFO; a resume keeps the rows up to its epoch,
+ * and a write error during that rewrite leaves the old file whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -249,6 +256,168 @@ static void test_open_refuses_a_missing_directory_naming_it(void **state)
     assert_open_fails(path);
 }
 
+/* Neither open may hang on a FIFO (no reader, no writer) or write to a
+ * device: both are refused naming the path. */
+static void test_open_refuses_fifos_and_devices(void **state)
+{
+    (void)state;
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/fifo.csv", tmpdir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(30); /* a hang fails the test */
+    assert_open_fails(fifo);
+    char err[ERR_LEN] = "";
+    FILE *f = metrics_open_resume(fifo, 3, err);
+    assert_null(f);
+    if (!strstr(err, fifo) || !strstr(err, "not a regular file"))
+        fail_msg("unclear message: %s", err);
+    assert_open_fails("/dev/null");
+    alarm(0);
+    assert_int_equal(unlink(fifo), 0);
+}
+
+/* A full device under an open stream: the row's write fails with the cause. */
+static void test_write_error_is_reported(void **state)
+{
+    (void)state;
+    FILE *f = fopen("/dev/full", "w");
+    if (!f)
+        skip();
+    metrics_row r = full_row();
+    char err[ERR_LEN] = "";
+    assert_int_equal(metrics_write(f, &r, err), -1);
+    if (!strstr(err, "metrics: write failed") || !strstr(err, "No space left"))
+        fail_msg("unclear message: %s", err);
+    fclose(f);
+}
+
+/* Writes the header and rows 1..rows. */
+static void write_rows(int rows)
+{
+    char err[ERR_LEN] = "";
+    FILE *f = metrics_open(csv_path, err);
+    if (!f)
+        fail_msg("%s", err);
+    metrics_row r = full_row();
+    for (int e = 1; e <= rows; e++) {
+        r.epoch = e;
+        assert_int_equal(metrics_write(f, &r, err), 0);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+/* Rows up to the checkpoint's epoch stay, later and torn ones go, and rows
+ * written after it follow them. */
+static void test_resume_keeps_rows_up_to_the_epoch(void **state)
+{
+    (void)state;
+    write_rows(5);
+    FILE *f = fopen(csv_path, "a");
+    assert_non_null(f);
+    fputs("6,1.000,0.5,0.5", f); /* torn by a crash */
+    fclose(f);
+    char err[ERR_LEN] = "";
+    f = metrics_open_resume(csv_path, 3, err);
+    if (!f)
+        fail_msg("%s", err);
+    metrics_row r = full_row();
+    r.epoch = 4;
+    assert_int_equal(metrics_write(f, &r, err), 0);
+    assert_int_equal(fclose(f), 0);
+    char *text = slurp(csv_path);
+    assert_int_equal(count_lines(text), 1 + 4);
+    assert_int_equal(strncmp(text, METRICS_HEADER "\n1,", strlen(METRICS_HEADER) + 3), 0);
+    assert_non_null(strstr(text, "\n3,"));
+    assert_non_null(strstr(text, "\n4,"));
+    assert_null(strstr(text, "\n5,"));
+    assert_null(strstr(text, "\n6,"));
+    free(text);
+}
+
+/* A line longer than the reader's buffer is dropped whole: its second piece,
+ * which looks like a row, is not kept. */
+static void test_resume_drops_an_overlong_line_whole(void **state)
+{
+    (void)state;
+    write_rows(2);
+    FILE *f = fopen(csv_path, "a");
+    assert_non_null(f);
+    for (int i = 0; i < 1023; i++)
+        fputc('x', f);
+    fputs("2,9.000,,,,,,0,0,0,0,0\n", f);
+    fclose(f);
+    char err[ERR_LEN] = "";
+    f = metrics_open_resume(csv_path, 5, err);
+    if (!f)
+        fail_msg("%s", err);
+    fclose(f);
+    char *text = slurp(csv_path);
+    assert_int_equal(count_lines(text), 1 + 2);
+    assert_null(strstr(text, "9.000"));
+    free(text);
+}
+
+/* Open descriptors of this process. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* The rewrite fails part way (a file size limit makes the temporary file's
+ * writes fail): the call fails naming the file, the old file is left whole,
+ * the temporary file is removed and no descriptor is left open. In a child,
+ * whose limit dies with it. */
+static void test_resume_write_error_leaves_the_old_file(void **state)
+{
+    (void)state;
+    write_rows(200); /* about 20 KB */
+    char *before = slurp(csv_path);
+    assert_true(strlen(before) > 8192);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead */
+        struct rlimit rl = {.rlim_cur = 4096, .rlim_max = 4096};
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(10);
+        int fds = open_fds();
+        char err[ERR_LEN] = "";
+        FILE *f = metrics_open_resume(csv_path, 200, err);
+        if (f)
+            _exit(11);
+        if (!strstr(err, csv_path) || !strstr(err, "rewrite failed"))
+            _exit(12);
+        _exit(open_fds() == fds ? 0 : 13);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *after = slurp(csv_path);
+    assert_string_equal(after, before);
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s.tmp", csv_path);
+    struct stat st;
+    assert_int_equal(stat(tmp, &st), -1);
+    free(before);
+    free(after);
+}
+
 static void assert_progress_one_line(const metrics_row *r, int epochs, const char *phrase)
 {
     char *text = NULL;
@@ -290,6 +459,11 @@ int main(void)
         cmocka_unit_test(test_open_refuses_a_directory_naming_it),
         cmocka_unit_test(test_open_refuses_a_missing_directory_naming_it),
         cmocka_unit_test(test_progress_prints_one_line),
+        cmocka_unit_test(test_open_refuses_fifos_and_devices),
+        cmocka_unit_test(test_write_error_is_reported),
+        cmocka_unit_test(test_resume_keeps_rows_up_to_the_epoch),
+        cmocka_unit_test(test_resume_drops_an_overlong_line_whole),
+        cmocka_unit_test(test_resume_write_error_leaves_the_old_file),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
