@@ -182,6 +182,27 @@ static void async_simulated(run_state *st, int epoch, int inflight)
     free(flying);
 }
 
+/* Ends the job when a rank that still owes uploads has sent nothing valid
+ * for `limit` seconds. */
+static void check_deadlines(run_state *st, int epoch, const double *heard, const int *owed,
+                            const char *uploaded, double limit, int done)
+{
+    const transport_t *t = &st->tr;
+    double now = transport_now();
+    for (int r = 1; r < t->size; r++) {
+        if (owed[r] == 0 || now - heard[r] <= limit)
+            continue;
+        int p = -1, N = st->cfg->participants;
+        for (int s = 0; s < run_hosted_by(t->size, N, r) && p < 0; s++)
+            if (!uploaded[run_participant_at(t->size, r, s)])
+                p = run_participant_at(t->size, r, s);
+        char awaiting[160];
+        snprintf(awaiting, sizeof awaiting, "participant %d's upload in epoch %d; %d of %d "
+                 "uploads are in", p, epoch, done, N);
+        transport_stop_unanswered(t, r, limit, awaiting);
+    }
+}
+
 /* Each rank asks for its first participant's download, and every upload is
  * answered with the download of the rank's next participant (a round trip
  * less a turn); the server serves in arrival order. */
@@ -201,10 +222,22 @@ void schedule_async(run_state *st, int epoch, const int *order)
     char *uploaded = calloc((size_t)N, 1), *requested = calloc((size_t)N, 1);
     if (!uploaded || !requested)
         transport_fatal(t, "out of memory");
+    /* Every rank that still owes uploads has its own deadline, restarted
+     * only by its own valid messages: refused copies from a flooding rank
+     * must not keep another, hung rank's limit from running out. */
+    double limit = transport_reply_limit(t, 1), *heard = malloc((size_t)t->size * sizeof *heard);
+    int *owed = malloc((size_t)t->size * sizeof *owed);
+    if (!heard || !owed)
+        transport_fatal(t, "out of memory");
+    for (int r = 0; r < t->size; r++) {
+        heard[r] = transport_now();
+        owed[r] = r == 0 ? 0 : run_hosted_by(t->size, N, r);
+    }
     int done = 0;
-    /* restarted by every message */
-    transport_patience wait = transport_patience_start(transport_reply_limit(t, 1));
+    transport_patience idle = transport_patience_start(0); /* back-off only */
     while (done < N) {
+        if (limit > 0)
+            check_deadlines(st, epoch, heard, owed, uploaded, limit, done);
         /* Requests come on comm, uploads on up_comm: poll both. */
         MPI_Status status;
         int is_request = 0, is_upload = 0;
@@ -214,19 +247,10 @@ void schedule_async(run_state *st, int epoch, const int *order)
             transport_check(t, MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, t->up_comm, &is_upload,
                                           &status), "MPI_Iprobe");
         if (!is_request && !is_upload) {
-            if (transport_patience_wait(&wait)) {
-                int p = 0;
-                while (p < N && uploaded[p])
-                    p++;
-                char awaiting[160];
-                snprintf(awaiting, sizeof awaiting, "participant %d's upload in epoch %d; no "
-                         "rank has sent anything meanwhile, %d of %d uploads are in", p, epoch,
-                         done, N);
-                transport_stop_unanswered(t, run_rank_of(t->size, p), wait.limit, awaiting);
-            }
+            transport_patience_wait(&idle);
             continue;
         }
-        wait = transport_patience_start(wait.limit);
+        idle = transport_patience_start(0);
         int src = status.MPI_SOURCE;
         if (is_request) {
             int p = -1;
@@ -240,6 +264,7 @@ void schedule_async(run_state *st, int epoch, const int *order)
                                       "does not host or asked for already");
                 continue;
             }
+            heard[src] = transport_now();
             async_serve(st, src, p, epoch, requested);
         } else {
             /* An upload answers a requested turn of src by its tag. */
@@ -257,6 +282,8 @@ void schedule_async(run_state *st, int epoch, const int *order)
             collect_upload(st, p, epoch);
             uploaded[p] = 1;
             done++;
+            owed[src]--;
+            heard[src] = transport_now();
             int next = run_participant_at(t->size, src, run_slot_of(t->size, p) + 1);
             if (next < N && !requested[next])
                 async_serve(st, src, next, epoch, requested);
@@ -264,6 +291,8 @@ void schedule_async(run_state *st, int epoch, const int *order)
     }
     free(uploaded);
     free(requested);
+    free(heard);
+    free(owed);
 }
 
 void schedule_standalone(run_state *st)

@@ -9,7 +9,7 @@
 
 #include "err.h"
 
-static double now_seconds(void)
+double transport_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -75,7 +75,7 @@ int transport_agree(const transport_t *t, int rc, char *err)
 
 transport_patience transport_patience_start(double limit)
 {
-    return (transport_patience){0, limit > 0 ? now_seconds() : 0, limit};
+    return (transport_patience){0, limit > 0 ? transport_now() : 0, limit};
 }
 
 int transport_patience_wait(transport_patience *p)
@@ -84,7 +84,7 @@ int transport_patience_wait(transport_patience *p)
         return 0;
     struct timespec pause = {0, 20000};
     nanosleep(&pause, NULL);
-    return p->limit > 0 && now_seconds() - p->start > p->limit;
+    return p->limit > 0 && transport_now() - p->start > p->limit;
 }
 
 _Noreturn void transport_stop_unanswered(const transport_t *t, int rank, double limit,

@@ -61,6 +61,9 @@ void transport_check(const transport_t *t, int rc, const char *what);
  * is nonzero on one (the others get a message saying so in err). */
 int transport_agree(const transport_t *t, int rc, char *err);
 
+/* Seconds on a monotonic clock. */
+double transport_now(void);
+
 /* The back-off of every waiting loop: a few quick rounds, then 20 us of
  * sleep a round. transport_patience_wait returns 1 once `limit` seconds
  * (0 = never) have passed since transport_patience_start. */
