@@ -87,6 +87,11 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err);
  * stdio are fork-safe; HDF5 is used only by the calling thread). */
 int ckpt_load(const char *path, ckpt_state *s, char *err);
 
+/* Removes the temporary file that ckpt_save is writing now, if any.
+ * Async-signal-safe: for a SIGINT/SIGTERM handler, so that a run stopped
+ * in the middle of a save leaves no partial FILE.tmp.<pid> behind. */
+void ckpt_unlink_partial(void);
+
 /* Prints format, version, epoch, seed, n, N, residual, momentum, the model and the
  * configuration of a checkpoint (for `dssgd inspect FILE`). Loads it with
  * ckpt_load: a file that crashes HDF5 is refused, not fatal. */

@@ -80,6 +80,12 @@ typedef struct {
  * unprotected); -1 with err on refusal or error. */
 int paths_lock(const char *path, const char *what, paths_lock_t *lock, char *err);
 
+/* Removes the temporary files PATH.tmp.<digits> that saves of path left
+ * behind when their process was killed mid-write. Only safe while holding
+ * paths_lock on path: then no other run is writing one. Returns how many
+ * were removed. */
+int paths_remove_stale_temps(const char *path);
+
 /* Removes PATH.lock and releases the lock (in that order, so that a process
  * waiting on this lock file sees it is gone and opens a new one). Accepts a
  * lock that is not held. */

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,23 @@ done:
     return rc;
 }
 
+/* The temporary file being written, for ckpt_unlink_partial (a signal
+ * handler): the name is complete before partial_valid says so. A name too
+ * long for the buffer is not published (the file stays, as before). */
+static char partial_name[4096];
+static volatile sig_atomic_t partial_valid;
+
+static void partial_publish(const char *tmp)
+{
+    partial_valid = 0;
+    if (strlen(tmp) < sizeof partial_name) {
+        strcpy(partial_name, tmp);
+        partial_valid = 1;
+    }
+}
+
+static void partial_withdraw(void) { partial_valid = 0; }
+
 /* Writes the whole HDF5 file at tmp and closes it; messages name path. */
 static int write_file(const char *tmp, const char *path, const ckpt_state *s, char *err)
 {
@@ -480,6 +498,9 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err)
     if (!tmp)
         return err_set(err, "%s: out of memory", path);
     snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    /* Published before the file exists, withdrawn after it is gone:
+     * ckpt_unlink_partial may run between any two of these steps. */
+    partial_publish(tmp);
 
     ckpt_h5_quiet quiet;
     ckpt_h5_quiet_begin(&quiet);
@@ -491,8 +512,15 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err)
         rc = err_set(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
     if (rc != 0)
         remove_temp(tmp);
-    else
+    partial_withdraw();
+    if (rc == 0)
         rc = fsync_parent(path, err);
     free(tmp);
     return rc;
+}
+
+void ckpt_unlink_partial(void)
+{
+    if (partial_valid)
+        unlink(partial_name);
 }

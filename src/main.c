@@ -1,6 +1,7 @@
 /* dssgd: command-line entry point. `dssgd train [options]` under mpirun;
  * turns library errors into a message and an exit status. */
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,36 @@ static void warn_ignored(const config_t *cfg)
         fprintf(stderr, "dssgd: warning: %.*s\n", (int)(nl - line), line);
 }
 
+/* SIGINT/SIGTERM (Ctrl-C, scancel, mpirun passing one on): remove the
+ * checkpoint being written, then die of the signal as before. The last
+ * whole checkpoint is untouched either way. */
+static void on_stop_signal(int sig)
+{
+    ckpt_unlink_partial();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    int stops[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        struct sigaction old;
+        /* A signal ignored at start stays ignored (a background job's
+         * SIGINT, nohup): the caller asked for that. */
+        if (sigaction(stops[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(stops[i], &sa, NULL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
+    catch_stop_signals();
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     /* One BLAS thread per rank unless the user says otherwise: ranks are

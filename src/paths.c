@@ -5,6 +5,7 @@
 #include "paths.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -433,4 +434,44 @@ void paths_unlock(paths_lock_t *lock)
     free(lock->path);
     lock->path = NULL;
     lock->fd = -1;
+}
+
+int paths_remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dir_len = slash ? (size_t)(slash - path) : 0;
+    char dir[PATH_MAX];
+    if (dir_len + 1 > sizeof dir)
+        return 0;
+    if (slash) {
+        memcpy(dir, path, dir_len);
+        dir[dir_len ? dir_len : 1] = '\0'; /* "/name": the root */
+        if (!dir_len)
+            dir[0] = '/';
+    } else {
+        strcpy(dir, ".");
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t blen = strlen(base);
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5) != 0)
+            continue;
+        const char *digits = name + blen + 5;
+        size_t n = strspn(digits, "0123456789");
+        if (n == 0 || digits[n] != '\0')
+            continue;
+        char full[PATH_MAX];
+        if (snprintf(full, sizeof full, "%s/%s", dir, name) >= (int)sizeof full)
+            continue;
+        struct stat st;
+        if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && unlink(full) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }

@@ -811,6 +811,10 @@ static int claim_paths(const config_t *c, paths_lock_t locks[2], char *err)
             return -1;
         if (rc > 0)
             fprintf(stderr, "dssgd: warning: %s\n", err);
+        /* Ours alone now: temporaries of killed saves can go. */
+        if (rc == 0 && i == 0 && paths_remove_stale_temps(outputs[i]) > 0 && !c->quiet)
+            fprintf(stderr, "dssgd: removed the partial checkpoint(s) %s.tmp.* of an "
+                    "interrupted run\n", outputs[i]);
     }
     return 0;
 }
