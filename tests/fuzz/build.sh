@@ -40,10 +40,10 @@ cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer
 # Each target links only the modules its parser needs.
 sources() {
   case $1 in
-    idx) echo src/idx.c src/err.c ;;
+    idx) echo src/idx.c src/paths.c src/err.c ;;
     wire) echo src/wire.c ;;
     checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c src/rng.c src/err.c ;;
-    config) echo src/config.c src/dataset.c src/idx.c src/rng.c src/err.c ;;
+    config) echo src/config.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c ;;
     *) echo "fuzz: unknown target '$1'" >&2; return 1 ;;
   esac
 }

@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 # shellcheck disable=SC2046
 "$CC" -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wshadow -Iinclude \
   $(pkg-config --cflags hdf5-openmpi) tests/fuzz/gen_seeds.c src/checkpoint.c src/rng.c \
-  src/err.c src/idx.c src/wire.c $(pkg-config --libs hdf5-openmpi) -lz -lm -o "$work/gen_seeds"
+  src/err.c src/idx.c src/paths.c src/wire.c $(pkg-config --libs hdf5-openmpi) -lz -lm -o "$work/gen_seeds"
 mkdir -p tests/fuzz/corpus tests/fuzz/regressions
 "$work/gen_seeds" tests/fuzz/corpus tests/fuzz/regressions
 for d in tests/fuzz/corpus/*/; do
