@@ -9,7 +9,7 @@ build=${1:-build}
 bin=$(realpath "$build/dssgd")
 export OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d)
-trap 'kill "${pid:-}" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 cd "$tmp"
 args=(--participants 12 --shard-size 100 --model d1024-relu,d10 --eval-size 100 --quiet
       --checkpoint ck.h5 --checkpoint-every 1 --metrics m.csv)
