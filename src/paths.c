@@ -438,23 +438,17 @@ void paths_unlock(paths_lock_t *lock)
 
 int paths_remove_stale_temps(const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t dir_len = slash ? (size_t)(slash - path) : 0;
-    char dir[PATH_MAX];
-    if (dir_len + 1 > sizeof dir)
+    const char *base;
+    char *dir = dir_of(path, &base);
+    if (!dir || !*base) {
+        free(dir);
         return 0;
-    if (slash) {
-        memcpy(dir, path, dir_len);
-        dir[dir_len ? dir_len : 1] = '\0'; /* "/name": the root */
-        if (!dir_len)
-            dir[0] = '/';
-    } else {
-        strcpy(dir, ".");
     }
     DIR *d = opendir(dir);
-    if (!d)
+    if (!d) {
+        free(dir);
         return 0;
+    }
     size_t blen = strlen(base);
     int removed = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
@@ -473,5 +467,6 @@ int paths_remove_stale_temps(const char *path)
             removed++;
     }
     closedir(d);
+    free(dir);
     return removed;
 }

@@ -521,9 +521,36 @@ static void test_lock_refuses_odd_lock_files(void **state)
     assert_null(lock.path);
 }
 
+/* Only PATH.tmp.<digits> regular files go: not other names, not directories. */
+static void test_remove_stale_temps_takes_only_the_checkpoints_temporaries(void **state)
+{
+    (void)state;
+    char dir[512], path[600], f[700];
+    fresh_dir(dir, sizeof dir, "stale");
+    snprintf(path, sizeof path, "%s/ck.h5", dir);
+    const char *files[] = {"ck.h5.tmp.123", "ck.h5.tmp.9", "ck.h5.tmp.abc", "ck.h5.tmp.",
+                           "other.h5.tmp.1", "ck.h5", "ck.h5.lock"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(f, sizeof f, "%s/%s", dir, files[i]);
+        tu_write_file(f, "x", 1);
+    }
+    snprintf(f, sizeof f, "%s/ck.h5.tmp.77", dir);
+    assert_int_equal(mkdir(f, 0755), 0);
+    assert_int_equal(paths_remove_stale_temps(path), 2);
+    struct stat st;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(f, sizeof f, "%s/%s", dir, files[i]);
+        assert_int_equal(stat(f, &st) == 0, i >= 2);
+    }
+    snprintf(f, sizeof f, "%s/ck.h5.tmp.77", dir);
+    assert_int_equal(stat(f, &st), 0);
+    assert_int_equal(paths_remove_stale_temps(path), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_remove_stale_temps_takes_only_the_checkpoints_temporaries),
         cmocka_unit_test(test_output_new_file_in_existing_dir),
         cmocka_unit_test(test_output_existing_regular_file),
         cmocka_unit_test(test_output_relative_paths),
