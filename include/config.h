@@ -37,6 +37,7 @@ typedef struct {
     size_t shard_size;                /* 0 = equal share of the training set */
     double alpha;                     /* Dirichlet concentration */
     config_schedule schedule;
+    int local_steps;                  /* mini-batches between exchanges; 0 = a local epoch */
     int epochs;
     double lr;
     int batch;

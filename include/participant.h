@@ -21,6 +21,8 @@ typedef struct {
     const dataset_t *train;
     model_ws *ws;              /* batch workspace */
     int batch;
+    int local_steps;           /* mini-batches per exchange; 0 = the whole shard */
+    uint32_t rounds;           /* exchanges per epoch (>= 1): turn t is round (t-1) % rounds */
     float lr;
     size_t k_up;               /* entries uploaded: ceil(theta_u n) */
     config_select select;
@@ -78,13 +80,16 @@ wire_reason participant_download(participant_t *p, participant_ctx *ctx, const u
 /* One local epoch of SGD on the shard (standalone and DSSGD). */
 void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats);
 
-/* One DSSGD epoch after the download: train, then choose and clip the
- * upload (by --select; with svt, through the mechanism, charging the
+/* One DSSGD turn after the download (turn >= 1 is the message's epoch
+ * field; with ctx->rounds > 1 it is round (turn - 1) % rounds of a local
+ * epoch, which trains the round's ctx->local_steps mini-batches of the
+ * order shuffled at round 0, and uploads nothing once the shard is used
+ * up). Train, then choose and clip the upload (by --select; with svt, through the mechanism, charging the
  * ledger, and sending nothing once the cap would be exceeded: see
  * participant_budget_stopped), update the residual, and pack the upload
  * message into buf (capacity wire_size(k_up)). Returns the message length.
  * Prints nothing and cannot fail. */
-size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch, uint8_t *buf,
+size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t turn, uint8_t *buf,
                          size_t cap, sgd_stats *stats);
 
 #endif

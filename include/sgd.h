@@ -17,10 +17,14 @@ typedef struct {
     size_t count;     /* examples seen */
 } sgd_stats;
 
-/* Shuffles order[0..count) with rng, then takes mini-batches of `batch`
- * (the last one may be smaller) and steps params -= lr * gradient of the
- * batch's mean loss. Stats are those of the forward passes during the
- * epoch. batch must not exceed the workspace's max batch. */
+/* Takes the examples order[0..count) in mini-batches of `batch` (the last
+ * one may be smaller) and steps params -= lr * gradient of the batch's
+ * mean loss. Stats are those of the forward passes. batch must not exceed
+ * the workspace's max batch. */
+void sgd_batches(const model_t *m, float *params, model_ws *ws, const dataset_t *ds,
+                 const uint32_t *order, size_t count, int batch, float lr, sgd_stats *stats);
+
+/* One epoch: shuffles order[0..count) with rng, then sgd_batches. */
 void sgd_epoch(const model_t *m, float *params, model_ws *ws, const dataset_t *ds,
                uint32_t *order, size_t count, int batch, float lr, rng_t *rng,
                sgd_stats *stats);

@@ -229,6 +229,13 @@ static const config_option options[] = {
      .def = SCHEDULE_ROUND_ROBIN,
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
      .section = "Run", .metavar = "S", .help = "round-robin | random | async | sync"},
+    {.name = "local-steps", .kind = KIND_INT, FIELD(local_steps, int),
+     .imin = 0, .imax = 1000000, .def = 0,
+     .resume = RESUME_MUST_MATCH, .absent = "0", .print = PRINT_DSSGD,
+     .section = "Run", .metavar = "K",
+     .help = "exchange after every K mini-batches: each epoch has\n"
+             "ceil(batches per shard / K) downloads and uploads\n"
+             "per participant; 0 = once per local epoch (the paper)"},
     {.name = "epochs", .kind = KIND_INT, FIELD(epochs, int),
      .imin = 1, .imax = 1000000, .def = 20,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
@@ -629,6 +636,9 @@ int config_validate(const config_t *c, char *err)
         return err_set(err, "--checkpoint and --resume apply to modes dssgd and standalone");
     if (c->checkpoint_every && !c->checkpoint[0])
         return err_set(err, "--checkpoint-every needs --checkpoint FILE");
+    if (c->select == SELECT_SVT && c->local_steps > 0 && c->mode == MODE_DSSGD)
+        return err_set(err, "--local-steps applies to --select largest or random: --select "
+                       "svt spends --dp-epsilon once per epoch, on one upload");
     if (c->select == SELECT_SVT) {
         if (c->dp_epsilon <= 0)
             return err_set(err, "--select svt needs --dp-epsilon E > 0 (epsilon per participant "

@@ -144,12 +144,44 @@ void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
               ctx->lr, &p->rng, stats);
 }
 
-size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch, uint8_t *buf,
+/* Trains the mini-batches of round `round` of the local epoch (all of them
+ * without --local-steps). Returns the examples trained on: 0 once the
+ * shard is used up (shards of other sizes set the number of rounds). */
+static size_t train_round(participant_t *p, participant_ctx *ctx, uint32_t round,
+                          sgd_stats *stats)
+{
+    if (ctx->local_steps == 0) {
+        participant_train(p, ctx, stats);
+        return p->shard_size;
+    }
+    if (round == 0) { /* the epoch's order, as participant_train draws it */
+        memcpy(p->order, p->shard, p->shard_size * sizeof *p->order);
+        rng_shuffle_u32(&p->rng, p->order, p->shard_size);
+    }
+    size_t per = (size_t)ctx->local_steps * (size_t)ctx->batch;
+    size_t start = (size_t)round * per;
+    if (start >= p->shard_size) {
+        *stats = (sgd_stats){0};
+        return 0;
+    }
+    size_t count = p->shard_size - start < per ? p->shard_size - start : per;
+    sgd_batches(ctx->model, p->w, ctx->ws, ctx->train, p->order + start, count, ctx->batch,
+                ctx->lr, stats);
+    return count;
+}
+
+size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t turn, uint8_t *buf,
                          size_t cap, sgd_stats *stats)
 {
     size_t n = p->n;
+    uint32_t round = ctx->rounds > 1 && turn > 0 ? (turn - 1) % ctx->rounds : 0;
     memcpy(ctx->before, p->w, n * sizeof *p->w);
-    participant_train(p, ctx, stats);
+    p->budget_stopped = 0;
+    if (train_round(p, ctx, round, stats) == 0) {
+        /* Nothing learnt, nothing released: an empty upload, no charge. */
+        wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p->id, turn, (uint32_t)n, 0};
+        return wire_pack(buf, cap, &h, ctx->idx, ctx->val);
+    }
 
     float *d = ctx->delta;
     for (size_t i = 0; i < n; i++) {
@@ -161,7 +193,6 @@ size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch,
     }
 
     size_t count = 0;
-    p->budget_stopped = 0;
     if (ctx->select == SELECT_SVT) {
         /* The mechanism picks and noises the values itself; nothing else
          * about d leaves the participant. It cannot fail once charged. */
@@ -187,7 +218,7 @@ size_t participant_epoch(participant_t *p, participant_ctx *ctx, uint32_t epoch,
             p->residual[ctx->idx[i]] -= ctx->val[i];
     }
 
-    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p->id, epoch, (uint32_t)n,
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p->id, turn, (uint32_t)n,
                      (uint32_t)count};
     return wire_pack(buf, cap, &h, ctx->idx, ctx->val);
 }

@@ -54,6 +54,22 @@ static int setup(run_state *st, char *err)
                                c->alpha, &part_rng, &st->shards, err))
         return -1;
 
+    /* --local-steps K: exchanges per epoch, set by the largest shard. */
+    st->rounds = 1;
+    if (c->local_steps > 0) {
+        size_t largest = 0;
+        for (int p = 0; p < c->participants; p++)
+            largest = st->shards.sizes[p] > largest ? st->shards.sizes[p] : largest;
+        size_t batches = (largest + (size_t)c->batch - 1) / (size_t)c->batch;
+        size_t rounds = (batches + (size_t)c->local_steps - 1) / (size_t)c->local_steps;
+        /* Turns number the messages (32 bits) and the MPI tags. */
+        if (rounds > 1 && (uint64_t)rounds * (uint64_t)c->epochs >= INT32_MAX / 2)
+            return err_set(err, "--local-steps %d: %zu exchanges per epoch over %d epochs "
+                           "is more than the protocol counts", c->local_steps, rounds,
+                           c->epochs);
+        st->rounds = rounds ? (uint32_t)rounds : 1;
+    }
+
     st->eval_ws = model_ws_create(&st->model, EVAL_BATCH);
     if (!st->eval_ws)
         return err_set(err, "out of memory for the evaluation workspace");
@@ -77,6 +93,8 @@ static int setup(run_state *st, char *err)
         st->ctx.model = &st->model;
         st->ctx.train = &st->train;
         st->ctx.batch = c->batch;
+        st->ctx.local_steps = c->local_steps;
+        st->ctx.rounds = st->rounds;
         st->ctx.lr = (float)c->lr;
         st->ctx.k_up = st->k_up;
         st->ctx.select = c->select;
@@ -138,6 +156,16 @@ static void teardown(run_state *st)
 }
 
 /* ---- participant side (any rank hosting participants) ------------------ */
+
+const char *run_turn_name(const run_state *st, int turn, char *buf, size_t len)
+{
+    if (st->rounds <= 1 || turn <= 0)
+        snprintf(buf, len, "epoch %d", turn);
+    else
+        snprintf(buf, len, "epoch %d, exchange %d of %u", (turn - 1) / (int)st->rounds + 1,
+                 (turn - 1) % (int)st->rounds + 1, st->rounds);
+    return buf;
+}
 
 size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *down,
                             size_t down_len, int epoch)
@@ -664,7 +692,9 @@ static void print_privacy_summary(run_state *st, FILE *out)
             "-- not a guarantee on its own\n", st->k_up, c->dp_epsilon / (double)st->k_up);
 }
 
-/* One epoch of the configured mode and schedule, on the server. */
+/* One epoch of the configured mode and schedule, on the server: with
+ * --local-steps, st->rounds turns of the schedule, numbered on from the
+ * previous epoch's (the messages' epoch field and tags carry the turn). */
 static void run_epoch(run_state *st, int epoch, int *order)
 {
     const config_t *c = st->cfg;
@@ -673,16 +703,19 @@ static void run_epoch(run_state *st, int epoch, int *order)
         schedule_standalone(st);
         return;
     }
-    for (int p = 0; p < N; p++)
-        order[p] = p;
-    if (c->schedule == SCHEDULE_RANDOM)
-        rng_shuffle_u32(&st->schedule_rng, (uint32_t *)order, (size_t)N);
-    if (c->schedule == SCHEDULE_SYNC)
-        schedule_sync(st, epoch);
-    else if (c->schedule == SCHEDULE_ASYNC)
-        schedule_async(st, epoch, order);
-    else
-        schedule_sequential(st, epoch, order);
+    for (uint32_t r = 0; r < st->rounds; r++) {
+        int turn = (epoch - 1) * (int)st->rounds + (int)r + 1;
+        for (int p = 0; p < N; p++)
+            order[p] = p;
+        if (c->schedule == SCHEDULE_RANDOM)
+            rng_shuffle_u32(&st->schedule_rng, (uint32_t *)order, (size_t)N);
+        if (c->schedule == SCHEDULE_SYNC)
+            schedule_sync(st, turn);
+        else if (c->schedule == SCHEDULE_ASYNC)
+            schedule_async(st, turn, order);
+        else
+            schedule_sequential(st, turn, order);
+    }
     if (st->tr.size > 1)
         transport_drain(&st->tr, MPI_ANY_SOURCE, -1);
     server_end_epoch(st->server);

@@ -27,6 +27,7 @@ typedef struct {
     dataset_t train, test;
     model_t model;
     size_t n, k_up, k_down;
+    uint32_t rounds;              /* exchanges per epoch (--local-steps), >= 1 */
     dataset_shards shards;
     int local_count;              /* participants hosted on this rank */
     participant_t **local;        /* (local_count) by slot */
@@ -71,6 +72,10 @@ static inline int run_hosted_by(int size, int participants, int rank)
 /* Participant part (hosted here) applies the download down[0..down_len)
  * of `epoch` (> 0), trains, and packs its upload into st->up_buf; returns
  * the upload's length. A malformed download ends the job. */
+/* "epoch E" or, with --local-steps, "epoch E, exchange R of ROUNDS": turn
+ * numbers as a user reads them (buf of 64 bytes is enough). */
+const char *run_turn_name(const run_state *st, int turn, char *buf, size_t len);
+
 size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *down,
                             size_t down_len, int epoch);
 

@@ -57,8 +57,9 @@ static void collect_upload(run_state *st, int p, int epoch)
         msg = st->held[p];
         len = st->held_len[p];
     } else {
-        char what[96];
-        snprintf(what, sizeof what, "participant %d's upload in epoch %d", p, epoch);
+        char what[160], turn[64];
+        snprintf(what, sizeof what, "participant %d's upload in %s", p,
+                 run_turn_name(st, epoch, turn, sizeof turn));
         len = transport_recv(t, t->up_comm, source, transport_turn_tag(t, epoch, p), st->up_buf,
                              st->up_cap, transport_reply_limit(t, 1), 1, what);
         /* Larger than any message the protocol allows (the dense vector):
@@ -196,9 +197,9 @@ static void check_deadlines(run_state *st, int epoch, const double *heard, const
         for (int s = 0; s < run_hosted_by(t->size, N, r) && p < 0; s++)
             if (!uploaded[run_participant_at(t->size, r, s)])
                 p = run_participant_at(t->size, r, s);
-        char awaiting[160];
-        snprintf(awaiting, sizeof awaiting, "participant %d's upload in epoch %d; %d of %d "
-                 "uploads are in", p, epoch, done, N);
+        char awaiting[224], turn[64];
+        snprintf(awaiting, sizeof awaiting, "participant %d's upload in %s; %d of %d "
+                 "uploads are in", p, run_turn_name(st, epoch, turn, sizeof turn), done, N);
         transport_stop_unanswered(t, r, limit, awaiting);
     }
 }

@@ -20,6 +20,12 @@ void sgd_epoch(const model_t *m, float *params, model_ws *ws, const dataset_t *d
                sgd_stats *stats)
 {
     rng_shuffle_u32(rng, order, count);
+    sgd_batches(m, params, ws, ds, order, count, batch, lr, stats);
+}
+
+void sgd_batches(const model_t *m, float *params, model_ws *ws, const dataset_t *ds,
+                 const uint32_t *order, size_t count, int batch, float lr, sgd_stats *stats)
+{
     double loss = 0.0;
     int correct = 0;
     for (size_t start = 0; start < count; start += (size_t)batch) {

@@ -225,6 +225,20 @@ static void test_refuses_zero_epochs(void **state)
     assert_refused("--epochs", "0", "--epochs", (char *)NULL);
 }
 
+/* --select svt spends its epsilon once per epoch, on one upload. */
+static void test_refuses_local_steps_out_of_range_or_with_svt(void **state)
+{
+    (void)state;
+    assert_refused("--local-steps", "-1", "--local-steps", "range", (char *)NULL);
+    config_t c;
+    char err[ERR_LEN];
+    assert_int_equal(parse(&c, err, "--select", "svt", "--dp-epsilon", "1", "--local-steps", "2",
+                           (char *)NULL), -1);
+    assert_non_null(strstr(err, "--local-steps applies to --select largest or random"));
+    parse_ok(&c, "--local-steps", "2", (char *)NULL);
+    assert_int_equal(c.local_steps, 2);
+}
+
 static void test_refuses_zero_participants(void **state)
 {
     (void)state;
@@ -699,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_refuses_nonpositive_lr),
         cmocka_unit_test(test_refuses_batch_out_of_range),
         cmocka_unit_test(test_refuses_zero_epochs),
+        cmocka_unit_test(test_refuses_local_steps_out_of_range_or_with_svt),
         cmocka_unit_test(test_refuses_zero_participants),
         cmocka_unit_test(test_refuses_theta_u_outside_zero_one),
         cmocka_unit_test(test_refuses_zero_theta_d),

@@ -65,12 +65,13 @@ static void run_ok(const config_t *c, MPI_Comm comm, const run_hooks *hooks, run
 
 /* The run on all ranks and the same run in one process give the same bits:
  * global parameters and every metrics figure but the time. */
-static void same_bits_as_one_process(config_schedule schedule, double theta_u, int residual,
-                                     int svt)
+static void same_bits_with_local_steps(config_schedule schedule, double theta_u, int residual,
+                                       int svt, int local_steps)
 {
     config_t c;
     small_config(&c);
     c.schedule = schedule;
+    c.local_steps = local_steps;
     if (svt) {
         c.select = SELECT_SVT;
         c.dp_epsilon = 500;
@@ -99,6 +100,12 @@ static void same_bits_as_one_process(config_schedule schedule, double theta_u, i
     run_result_free(&all);
 }
 
+static void same_bits_as_one_process(config_schedule schedule, double theta_u, int residual,
+                                     int svt)
+{
+    same_bits_with_local_steps(schedule, theta_u, residual, svt, 0);
+}
+
 static void test_round_robin_same_bits_whatever_the_rank_count(void **state)
 {
     (void)state;
@@ -115,6 +122,15 @@ static void test_sync_same_bits_whatever_the_rank_count(void **state)
 {
     (void)state;
     same_bits_as_one_process(SCHEDULE_SYNC, 0.2, 0, 0);
+}
+
+/* --local-steps 3: 13 batches of 8 per shard of 100, so 5 exchanges an
+ * epoch, each turn a message of its own. */
+static void test_local_steps_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    same_bits_with_local_steps(SCHEDULE_SYNC, 0.2, 1, 0, 3);
+    same_bits_with_local_steps(SCHEDULE_RANDOM, 0.1, 0, 0, 3);
 }
 
 /* A DP run is reproducible too: all its noise comes from the participants'
@@ -141,11 +157,13 @@ static void checkpoint_path(char *path, size_t len)
 /* 4 epochs in one run equal 2 + 2 through a checkpoint: parameters and
  * every metrics figure. `cut` (may be NULL) applies to the checkpointed
  * and resumed runs only, so the straight run is its reference. */
-static void resume_is_exact(config_schedule schedule, int svt, const run_hooks *cut)
+static void resume_is_exact_with(config_schedule schedule, int svt, int local_steps,
+                                 const run_hooks *cut)
 {
     config_t c;
     small_config(&c);
     c.schedule = schedule;
+    c.local_steps = local_steps;
     c.theta_u = 0.1;
     c.residual = 1;
     c.epochs = 4;
@@ -181,6 +199,11 @@ static void resume_is_exact(config_schedule schedule, int svt, const run_hooks *
     run_result_free(&second);
 }
 
+static void resume_is_exact(config_schedule schedule, int svt, const run_hooks *cut)
+{
+    resume_is_exact_with(schedule, svt, 0, cut);
+}
+
 static void test_resume_is_exact_round_robin(void **state)
 {
     (void)state;
@@ -197,6 +220,12 @@ static void test_resume_is_exact_sync(void **state)
 {
     (void)state;
     resume_is_exact(SCHEDULE_SYNC, 0, NULL);
+}
+
+static void test_resume_is_exact_with_local_steps(void **state)
+{
+    (void)state;
+    resume_is_exact_with(SCHEDULE_SYNC, 0, 3, NULL);
 }
 
 static void test_resume_is_exact_with_svt(void **state)
@@ -564,11 +593,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_round_robin_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_random_schedule_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_sync_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_local_steps_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_svt_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_resume_is_exact_round_robin),
         cmocka_unit_test(test_resume_is_exact_random),
         cmocka_unit_test(test_resume_is_exact_sync),
+        cmocka_unit_test(test_resume_is_exact_with_local_steps),
         cmocka_unit_test(test_resume_is_exact_with_svt),
         cmocka_unit_test(test_resume_refuses_a_different_run),
         cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),

@@ -219,6 +219,51 @@ static void test_residual_keeps_exactly_the_unsent_part(void **state)
     fixture_free(f);
 }
 
+/* --local-steps: the rounds of a local epoch, with nothing downloaded in
+ * between, take the same mini-batches in the same order as one whole
+ * epoch (same bits); a round past the shard's end trains nothing and
+ * uploads nothing; the next epoch's first round draws a new order. */
+static void test_local_steps_split_an_epoch_into_rounds(void **state)
+{
+    (void)state;
+    fixture *f = fixture_make(0.1, SELECT_LARGEST, INFINITY, 0);
+    size_t n = f->model.num_params;
+    participant_t *whole = participant_create(0, n, f->shard, 64, 5, 0);
+    participant_t *split = participant_create(0, n, f->shard, 64, 5, 0);
+    download_init(f, whole);
+    download_init(f, split);
+    sgd_stats stats;
+    uint32_t idx[4];
+    float val[4];
+    for (uint32_t epoch = 1; epoch <= 2; epoch++) {
+        f->ctx.local_steps = 0;
+        f->ctx.rounds = 1;
+        participant_epoch(whole, &f->ctx, epoch, f->buf, f->cap, &stats);
+        /* 64 examples in batches of 8: rounds of 3, 3, 2 batches and an
+         * empty fourth one (as when another participant's shard is larger). */
+        f->ctx.local_steps = 3;
+        f->ctx.rounds = 4;
+        size_t seen = 0;
+        for (uint32_t r = 0; r < 4; r++) {
+            uint32_t turn = (epoch - 1) * 4 + r + 1;
+            float before = participant_params(split)[0];
+            size_t len = participant_epoch(split, &f->ctx, turn, f->buf, f->cap, &stats);
+            seen += stats.count;
+            assert_int_equal(stats.count, r < 2 ? 24 : r == 2 ? 16 : 0);
+            if (r == 3) {
+                assert_int_equal(decode(f, len, idx, val, INFINITY), 0);
+                assert_true(participant_params(split)[0] == before);
+            }
+        }
+        assert_int_equal(seen, 64);
+        assert_memory_equal(participant_params(split), participant_params(whole),
+                            n * sizeof(float));
+    }
+    participant_free(whole);
+    participant_free(split);
+    fixture_free(f);
+}
+
 static void test_random_selection_takes_only_entries_above_tau(void **state)
 {
     (void)state;
@@ -544,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_upload_is_the_true_topk_of_the_change),
         cmocka_unit_test(test_uploaded_values_are_clipped_to_gamma),
         cmocka_unit_test(test_residual_keeps_exactly_the_unsent_part),
+        cmocka_unit_test(test_local_steps_split_an_epoch_into_rounds),
         cmocka_unit_test(test_random_selection_takes_only_entries_above_tau),
         cmocka_unit_test(test_server_adds_accepted_uploads_and_counts_updates),
         cmocka_unit_test(test_server_refuses_bad_uploads_without_any_change),
