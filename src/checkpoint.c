@@ -1,7 +1,8 @@
 /* checkpoint: the layout of a checkpoint file and what its writer and reader
  * share (the dataset table, the state, the value checks, HDF5 error
  * reporting), and the writer: ckpt_save, atomic (temporary name, flush,
- * fsync, rename, fsync of the directory). The reader is in checkpoint_read.c,
+ * fsync, rename, fsync of the directory), with a test-only hook that kills
+ * the process at a named step of it. The reader is in checkpoint_read.c,
  * the guarded load in checkpoint_guard.c (src/checkpoint_internal.h). */
 #include "checkpoint_internal.h"
 
@@ -367,6 +368,91 @@ done:
     return rc;
 }
 
+/* ---- TEST ONLY: a signal at a named step of the save -------------------
+ * DSSGD_TEST_KILL_AT=POINT[:NTH[:KILL|TERM]] makes this process's NTH save
+ * (counted from 1; default 1) raise SIGKILL (or SIGTERM) on itself at POINT,
+ * so tests/test_crash.sh stops a save exactly where it means to instead of
+ * hoping that a random kill lands there. Unset, it costs one getenv at the
+ * first save and an int compare at each point. A value that does not parse
+ * fails every save, never ignored: a typo cannot make the test prove
+ * nothing, and a stray variable cannot go unnoticed. See docs/DESIGN.md,
+ * Failure handling. */
+enum { KILL_START, KILL_MID_WRITE, KILL_BEFORE_RENAME, KILL_BEFORE_DIR_FSYNC, KILL_POINTS };
+
+static const char *const kill_point_names[KILL_POINTS] = {
+    [KILL_START] = "start",                       /* name published, nothing created */
+    [KILL_MID_WRITE] = "mid-write",               /* the server's datasets, no participant's */
+    [KILL_BEFORE_RENAME] = "before-rename",       /* temporary file whole and fsynced */
+    [KILL_BEFORE_DIR_FSYNC] = "before-dir-fsync", /* renamed, directory not fsynced */
+};
+
+static struct {
+    int parsed;          /* the variable has been read and is valid (or unset) */
+    int point;           /* KILL_*, or -1 for none */
+    unsigned long nth;   /* which save */
+    int sig;             /* SIGKILL or SIGTERM */
+    unsigned long saves; /* saves begun by this process */
+    int armed;           /* point, during save nth only; -1 otherwise */
+} kill_hook = {.point = -1, .armed = -1};
+
+/* Reads DSSGD_TEST_KILL_AT at the first save. A value that does not parse
+ * is read and refused again at each save, so no save succeeds with it. */
+static int kill_hook_parse(char *err)
+{
+    if (kill_hook.parsed)
+        return 0;
+    const char *v = getenv("DSSGD_TEST_KILL_AT");
+    if (!v) {
+        kill_hook.parsed = 1;
+        return 0;
+    }
+    size_t len = strcspn(v, ":");
+    int point = -1;
+    for (int p = 0; p < KILL_POINTS; p++)
+        if (strlen(kill_point_names[p]) == len && strncmp(v, kill_point_names[p], len) == 0)
+            point = p;
+    unsigned long nth = 1;
+    int sig = SIGKILL, ok = point >= 0;
+    if (ok && v[len] == ':') {
+        const char *num = v + len + 1;
+        char *end;
+        errno = 0;
+        nth = strtoul(num, &end, 10);
+        ok = *num >= '0' && *num <= '9' && errno == 0 && nth >= 1;
+        if (ok && *end == ':')
+            sig = strcmp(end + 1, "KILL") == 0   ? SIGKILL
+                  : strcmp(end + 1, "TERM") == 0 ? SIGTERM
+                                                 : 0;
+        ok = ok && (*end == '\0' || (*end == ':' && sig != 0));
+    }
+    if (!ok) {
+        char shown[64];
+        ckpt_quote_found(v, shown, sizeof shown);
+        return err_set(err, "DSSGD_TEST_KILL_AT=\"%s\" is not POINT[:NTH[:KILL|TERM]] with "
+                       "POINT one of start, mid-write, before-rename, before-dir-fsync and "
+                       "NTH >= 1 (a test-only hook that kills this process: unset it)", shown);
+    }
+    kill_hook.point = point;
+    kill_hook.nth = nth;
+    kill_hook.sig = sig;
+    kill_hook.parsed = 1;
+    fprintf(stderr, "dssgd: test hook DSSGD_TEST_KILL_AT: SIG%s at %s of save %lu\n",
+            sig == SIGKILL ? "KILL" : "TERM", kill_point_names[point], nth);
+    return 0;
+}
+
+/* Called at each point: raises the signal if this is the armed one. */
+static void kill_hook_at(int point)
+{
+    if (kill_hook.armed != point)
+        return;
+    fprintf(stderr, "dssgd: test hook: SIG%s at %s of save %lu\n",
+            kill_hook.sig == SIGKILL ? "KILL" : "TERM", kill_point_names[point], kill_hook.nth);
+    fflush(stderr);
+    raise(kill_hook.sig);
+    raise(SIGKILL); /* SIGTERM ignored (nohup): die here all the same */
+}
+
 /* The temporary file being written, for ckpt_unlink_partial (a signal
  * handler): the name is complete before partial_valid says so. A name too
  * long for the buffer is not published (the file stays, as before). */
@@ -426,6 +512,12 @@ static int write_file(const char *tmp, const char *path, const ckpt_state *s, ch
         group = -1;
     }
     for (int which = 0; which < CKPT_DS_COUNT; which++) {
+        /* Test only: the server's datasets are flushed to the file, no
+         * participant's dataset has been written. */
+        if (which == CKPT_DS_PART_PARAMS && kill_hook.armed == KILL_MID_WRITE) {
+            H5Fflush(fid, H5F_SCOPE_GLOBAL);
+            kill_hook_at(KILL_MID_WRITE);
+        }
         if (!ckpt_dset_in_state(s, which))
             continue;
         if (write_dataset(fid, s, which, path, err) < 0)
@@ -490,6 +582,10 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err)
         return err_set(err, "checkpoint: empty file name");
     if (!s)
         return err_set(err, "%s: no state to save", path);
+    if (kill_hook_parse(err) < 0)
+        return err_prefix(err, "%s: refusing to save", path);
+    kill_hook.saves++;
+    kill_hook.armed = kill_hook.saves == kill_hook.nth ? kill_hook.point : -1;
     if (check_state(s, err) < 0)
         return err_prefix(err, "%s: refusing to save", path);
 
@@ -501,6 +597,7 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err)
     /* Published before the file exists, withdrawn after it is gone:
      * ckpt_unlink_partial may run between any two of these steps. */
     partial_publish(tmp);
+    kill_hook_at(KILL_START);
 
     ckpt_h5_quiet quiet;
     ckpt_h5_quiet_begin(&quiet);
@@ -508,13 +605,17 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err)
     ckpt_h5_quiet_end(&quiet);
     if (rc == 0)
         rc = fsync_path(tmp, 0, path, err);
+    if (rc == 0)
+        kill_hook_at(KILL_BEFORE_RENAME);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = err_set(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
     if (rc != 0)
         remove_temp(tmp);
     partial_withdraw();
-    if (rc == 0)
+    if (rc == 0) {
+        kill_hook_at(KILL_BEFORE_DIR_FSYNC);
         rc = fsync_parent(path, err);
+    }
     free(tmp);
     return rc;
 }

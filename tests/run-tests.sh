@@ -9,6 +9,8 @@ only=${2:-}
 [[ -z $only || $only == unit ]] || { echo "usage: tests/run-tests.sh BUILD_DIR [unit]" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# A test-only hook (docs/DESIGN.md, Failure handling): never armed by accident.
+unset DSSGD_TEST_KILL_AT
 failed=()
 
 # The unit tests: every test binary but test_mpi, which needs mpirun.
@@ -40,7 +42,7 @@ for np in 1 2 3; do
   fi
 done
 
-echo "== checkpoint crash safety (SIGKILL during writes)"
+echo "== checkpoint crash safety (SIGKILL and SIGTERM at each step of a save)"
 if ! timeout 300 bash tests/test_crash.sh "$build"; then failed+=("crash"); fi
 
 echo "== failures: a rank dies, the disk fills, memory runs out"
