@@ -59,7 +59,15 @@ typedef struct {
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
     /* privacy (--select svt) */
     double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */
-    double dp_max_epsilon;            /* cumulative cap per participant; INFINITY = none */
+    double dp_max_epsilon;            /* cumulative cap per participant, svt or DP-SGD;
+                                         INFINITY = none */
+    /* privacy (--dpsgd: DP-SGD in every participant's local training) */
+    int dpsgd;
+    double dp_clip;                   /* C: per-example L2 clip over all parameters */
+    double dp_noise;                  /* sigma, the noise multiplier; < 0 = not given (the
+                                         driver then resolves it from the target) */
+    double dp_target_epsilon;         /* the planned run's epsilon; 0 = not given */
+    double dp_delta;                  /* delta of the (epsilon, delta) guarantee */
     /* state */
     char checkpoint[CONFIG_PATH_LEN]; /* "" = none */
     int checkpoint_every;             /* epochs between checkpoints; 0 = at the end only */

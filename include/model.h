@@ -86,4 +86,21 @@ double model_forward(const model_t *m, const float *params, model_ws *ws, int ba
 void model_backward(const model_t *m, const float *params, model_ws *ws, int batch,
                     float alpha, float *out);
 
+/* Per-example gradients (DP-SGD), after model_forward on the same batch.
+ *
+ * model_example_sqnorms: sqnorm[r] = || d loss_r / d params ||^2 for r <
+ * batch, the squared L2 norm over ALL parameters of example r's own loss
+ * (not the mean). Dense layers by ||a_r||^2 ||delta_r||^2 + ||delta_r||^2
+ * without forming the gradient; convolutions form one example's weight
+ * gradient at a time (a GEMM per example and layer). Changes no parameter;
+ * model_backward_weighted may follow on the same forward pass.
+ *
+ * model_backward_weighted: out[i] += alpha * sum_r weight[r] *
+ * d loss_r / d params[i], one backward pass (model_backward is weight[r] =
+ * 1 / batch). Same aliasing rule as model_backward. */
+void model_example_sqnorms(const model_t *m, const float *params, model_ws *ws, int batch,
+                           double *sqnorm);
+void model_backward_weighted(const model_t *m, const float *params, model_ws *ws, int batch,
+                             const float *weight, float alpha, float *out);
+
 #endif

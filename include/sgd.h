@@ -17,6 +17,10 @@ typedef struct {
     size_t count;     /* examples seen */
 } sgd_stats;
 
+/* Copies the examples idx[0..batch) of ds into the workspace's input and
+ * labels (batch <= the workspace's max batch). */
+void sgd_gather(const dataset_t *ds, const uint32_t *idx, int batch, model_ws *ws);
+
 /* Takes the examples order[0..count) in mini-batches of `batch` (the last
  * one may be smaller) and steps params -= lr * gradient of the batch's
  * mean loss. Stats are those of the forward passes. batch must not exceed

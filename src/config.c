@@ -121,6 +121,9 @@ typedef struct {
 static int when_dirichlet(const config_t *c) { return c->partition == PARTITION_DIRICHLET; }
 static int when_threshold(const config_t *c) { return c->select != SELECT_LARGEST; }
 static int when_svt(const config_t *c) { return c->select == SELECT_SVT; }
+static int when_dpsgd(const config_t *c) { return c->dpsgd; }
+static int when_target(const config_t *c) { return c->dpsgd && c->dp_target_epsilon > 0; }
+static int when_private(const config_t *c) { return c->select == SELECT_SVT || c->dpsgd; }
 static int when_checkpoint(const config_t *c) { return c->checkpoint[0] != '\0'; }
 static int when_resume(const config_t *c) { return c->resume[0] != '\0'; }
 static int when_distributed(const config_t *c) { return c->mode != MODE_CENTRALIZED; }
@@ -182,6 +185,7 @@ static const char USAGE_HEAD[] =
 #define PRIVACY "Privacy (--select svt: the sparse vector technique, needs a finite --gamma)"
 #define STATE "State (modes dssgd and standalone)"
 #define AGGREGATION "Aggregation (mode dssgd)"
+#define DPSGD "DP-SGD (--dpsgd: record-level (epsilon, delta)-DP, every mode)"
 static const config_option options[] = {
     {.name = "dataset", .kind = KIND_STRING, FIELD(dataset, char *), NAMES(dataset_names),
      .def_str = "fashion-mnist",
@@ -336,11 +340,46 @@ static const config_option options[] = {
      .help_default = "[required with svt]"},
     {.name = "dp-max-epsilon", .kind = KIND_DOUBLE, FIELD(dp_max_epsilon, double),
      .min = 0, .min_open = 1, .max = INFINITY, .def = INFINITY,
-     .resume = RESUME_MAY_DIFFER, .print = PRINT_DSSGD, .shown = when_svt,
-     .applies = "--select svt",
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .shown = when_private,
+     .applies = "--select svt or --dpsgd",
      .section = PRIVACY, .metavar = "B",
      .help = "a participant stops uploading rather than spend beyond B\n"
-             "in total (basic composition)", .help_default = "[none]"},
+             "in total (svt: basic composition; --dpsgd: stops\n"
+             "training before a step would pass B)", .help_default = "[none]"},
+    {.name = "dpsgd", .kind = KIND_FLAG, FIELD(dpsgd, int),
+     .resume = RESUME_MUST_MATCH, .absent = "0", .print = PRINT_MAIN,
+     .section = DPSGD,
+     .help = "DP-SGD in every participant's local training: Poisson\n"
+             "batches of expected size --batch, per-example clipping,\n"
+             "Gaussian noise; epsilon by a Renyi-DP accountant"},
+    {.name = "dp-clip", .kind = KIND_DOUBLE, FIELD(dp_clip, double),
+     .min = 0, .min_open = 1, .max = 1e6, .def = 1.0,
+     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_MAIN, .shown = when_dpsgd,
+     .applies = "--dpsgd",
+     .section = DPSGD, .metavar = "C",
+     .help = "clip each example's gradient to L2 norm C over all\n"
+             "parameters (> 0)"},
+    {.name = "dp-noise", .kind = KIND_DOUBLE, FIELD(dp_noise, double),
+     .min = 0, .max = 1e6, .def = -1, /* -1 = not given, outside the range */
+     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_MAIN, .shown = when_dpsgd,
+     .applies = "--dpsgd",
+     .section = DPSGD, .metavar = "SIGMA",
+     .help = "noise multiplier: N(0, SIGMA^2 C^2) on each coordinate of\n"
+             "the clipped sum (>= 0)", .help_default = "[or --dp-target-epsilon]"},
+    {.name = "dp-target-epsilon", .kind = KIND_DOUBLE, FIELD(dp_target_epsilon, double),
+     .min = 0, .min_open = 1, .max = 1e6, .def = 0, /* 0 = not given, outside the range */
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .shown = when_target,
+     .applies = "--dpsgd",
+     .section = DPSGD, .metavar = "E",
+     .help = "find the SIGMA with which the planned run (--epochs)\n"
+             "ends at epsilon E; a resume keeps the checkpoint's SIGMA",
+     .help_default = "[or --dp-noise]"},
+    {.name = "dp-delta", .kind = KIND_DOUBLE, FIELD(dp_delta, double),
+     .min = 0, .min_open = 1, .max = 1, .max_open = 1, .def = 1e-5,
+     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_MAIN, .shown = when_dpsgd,
+     .applies = "--dpsgd",
+     .section = DPSGD, .metavar = "D",
+     .help = "delta of the guarantee, (0, 1), below 1 / shard size"},
     {.name = "checkpoint", .kind = KIND_STRING, FIELD(checkpoint, char *),
      .check = check_checkpoint,
      .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_checkpoint,
@@ -383,6 +422,7 @@ static const config_option options[] = {
 #undef PRIVACY
 #undef STATE
 #undef AGGREGATION
+#undef DPSGD
 
 enum { N_OPTIONS = COUNT(options) };
 
@@ -648,8 +688,37 @@ int config_validate(const config_t *c, char *err)
                            "is 2 gamma");
         if (c->mode != MODE_DSSGD)
             return err_set(err, "--select svt applies to --mode dssgd only");
-    } else if (c->dp_epsilon > 0 || isfinite(c->dp_max_epsilon)) {
-        return err_set(err, "--dp-epsilon and --dp-max-epsilon apply only with --select svt");
+    } else if (c->dp_epsilon > 0) {
+        return err_set(err, "--dp-epsilon applies only with --select svt");
+    } else if (isfinite(c->dp_max_epsilon) && !c->dpsgd) {
+        return err_set(err, "--dp-max-epsilon applies only with --select svt or --dpsgd");
+    }
+    if (!c->dpsgd) {
+        if (c->dp_noise >= 0 || c->dp_target_epsilon > 0 || c->dp_clip != 1.0 ||
+            c->dp_delta != 1e-5)
+            return err_set(err, "--dp-clip, --dp-noise, --dp-target-epsilon and --dp-delta "
+                           "apply only with --dpsgd");
+        return 0;
+    }
+    if (c->select == SELECT_SVT)
+        return err_set(err, "--dpsgd and --select svt cannot be combined: their two budgets "
+                       "would need a joint account (DP-SGD's epsilon already covers every "
+                       "upload, whatever --select)");
+    if (c->dp_noise < 0 && c->dp_target_epsilon == 0)
+        return err_set(err, "--dpsgd needs --dp-noise SIGMA or --dp-target-epsilon E");
+    if (c->dp_noise >= 0 && c->dp_target_epsilon > 0)
+        return err_set(err, "give --dp-noise or --dp-target-epsilon, not both");
+    /* Sizes known now (shards of --shard-size); the driver checks the real
+     * ones, the union's in mode centralized. */
+    if (c->mode != MODE_CENTRALIZED && c->shard_size > 0) {
+        if ((size_t)c->batch > c->shard_size)
+            return err_set(err, "--dpsgd: --batch %d is larger than --shard-size %zu: the "
+                           "sampling rate batch / shard size would exceed 1", c->batch,
+                           c->shard_size);
+        if (c->dp_delta >= 1.0 / (double)c->shard_size)
+            return err_set(err, "--dp-delta %g is not below 1 / --shard-size (%g): such a "
+                           "delta allows publishing a record outright", c->dp_delta,
+                           1.0 / (double)c->shard_size);
     }
     return 0;
 }
@@ -860,11 +929,17 @@ int config_check_resume(const config_t *c, const char *saved, char *err)
             len = strlen(old = o->absent);
         if (!old)
             return err_set(err, "the checkpoint's configuration has no '%s'", o->name);
-        if (len != strlen(now) || memcmp(old, now, len) != 0)
+        int differs = len != strlen(now) || memcmp(old, now, len) != 0;
+        if (differs && strcmp(o->name, "dp-noise") == 0 && c->dp_target_epsilon > 0)
+            return err_set(err, "--dp-noise differs: the checkpoint was made with %.*s, this "
+                           "run's --dp-target-epsilon %g over --epochs %d gives %s (the noise "
+                           "cannot change within a run: resume with --dp-noise %.*s instead)",
+                           (int)len, old, c->dp_target_epsilon, c->epochs, now, (int)len, old);
+        if (differs)
             return err_set(err, "--%s differs: the checkpoint was made with %.*s, this run has %s "
-                           "(only --epochs, paths, --eval-size, --dp-max-epsilon and "
-                           "--divergence-factor may change on resume)", o->name, (int)len, old,
-                           now);
+                           "(only --epochs, paths, --eval-size, --dp-max-epsilon, "
+                           "--dp-target-epsilon and --divergence-factor may change on resume)",
+                           o->name, (int)len, old, now);
     }
     return 0;
 }

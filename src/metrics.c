@@ -167,7 +167,10 @@ void metrics_progress(FILE *out, const metrics_row *r, int epochs)
         snprintf(traffic, sizeof traffic, "  up %.2f MB down %.2f MB  rejected %llu",
                  (double)r->bytes_up / 1e6, (double)r->bytes_down / 1e6,
                  (unsigned long long)r->uploads_rejected);
-    fprintf(out, "epoch %d/%d  %.2fs%s%s%s\n", r->epoch, epochs, r->seconds, global, part,
-            traffic);
+    char eps[48] = "";
+    if (r->epsilon > 0) /* a privacy mechanism spends: the largest total so far */
+        snprintf(eps, sizeof eps, "  epsilon %.4g", r->epsilon);
+    fprintf(out, "epoch %d/%d  %.2fs%s%s%s%s\n", r->epoch, epochs, r->seconds, global, part,
+            traffic, eps);
     fflush(out);
 }

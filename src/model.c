@@ -21,6 +21,7 @@ struct model_ws {
     float *delta_a, *delta_b;  /* (max_batch, largest layer size): backward ping-pong */
     float *col, *dcol;         /* (in_c k k, max_batch out_h out_w): conv as one GEMM */
     float *tmp;                /* (out_c, max_batch out_h out_w): conv output, map-major */
+    float *pex;                /* (out_c, in_c k k): one example's conv weight gradient */
     uint32_t *argmax[MODEL_MAX_LAYERS]; /* (max_batch, out_size): where each pool max came from */
 };
 
@@ -265,7 +266,7 @@ model_ws *model_ws_create(const model_t *m, int max_batch)
         if (m->layers[i].out_size > widest)
             widest = m->layers[i].out_size;
     }
-    size_t b = (size_t)max_batch, col = 0, tmp = 0;
+    size_t b = (size_t)max_batch, col = 0, tmp = 0, pex = 0;
     for (int i = 0; i < m->num_layers; i++) {
         const model_layer *l = &m->layers[i];
         if (l->kind != LAYER_CONV)
@@ -274,7 +275,10 @@ model_ws *model_ws_create(const model_t *m, int max_batch)
         size_t k = (size_t)l->in_c * l->k * l->k * p;
         col = k > col ? k : col;
         tmp = l->out_size > tmp ? l->out_size : tmp;
+        size_t w = l->param_count - (size_t)l->out_c;
+        pex = w > pex ? w : pex;
     }
+    ws->pex = alloc_floats(pex);
     ws->col = alloc_floats(b * col);
     ws->dcol = alloc_floats(b * col);
     ws->tmp = alloc_floats(b * tmp);
@@ -284,7 +288,7 @@ model_ws *model_ws_create(const model_t *m, int max_batch)
     ws->delta_a = alloc_floats(b * widest);
     ws->delta_b = alloc_floats(b * widest);
     int ok = ws->input && ws->labels && ws->probs && ws->delta_a && ws->delta_b;
-    ok = ok && ws->col && ws->dcol && ws->tmp;
+    ok = ok && ws->col && ws->dcol && ws->tmp && ws->pex;
     for (int i = 0; i < m->num_layers && ok; i++) {
         ws->act[i] = alloc_floats(b * m->layers[i].out_size);
         ok = ws->act[i] != NULL;
@@ -316,6 +320,7 @@ void model_ws_free(model_ws *ws)
     free(ws->col);
     free(ws->dcol);
     free(ws->tmp);
+    free(ws->pex);
     free(ws);
 }
 
@@ -411,15 +416,15 @@ static void conv_forward(const model_layer *l, const float *params, const float 
 }
 
 /* delta (batch, out_c, P) in; dx (batch, in) out when need_dx; then
- * out_W += alpha dW, out_b += alpha db. dx is computed first: out may alias
- * params. */
+ * out_W += alpha dW, out_b += alpha db, or, with sqnorm (out unused),
+ * sqnorm[b] += the squared norm of example b's own weight and bias
+ * gradient, formed one example at a time in ws->pex. dx is computed first:
+ * out may alias params. */
 static void conv_backward(const model_layer *l, const float *params, const float *x,
                           const float *delta, float *dx, int batch, float alpha, float *out,
-                          model_ws *ws)
+                          double *sqnorm, model_ws *ws)
 {
     const float *w = params + l->param_offset;
-    float *w_out = out + l->param_offset;
-    float *b_out = w_out + l->param_count - (size_t)l->out_c;
     int K = l->in_c * l->k * l->k, P = l->out_h * l->out_w, N = batch * P;
     for (int b = 0; b < batch; b++) /* map-major, as the forward GEMM's output */
         for (int o = 0; o < l->out_c; o++)
@@ -431,6 +436,29 @@ static void conv_backward(const model_layer *l, const float *params, const float
         col2im(l, ws->dcol, batch, dx);
     }
     im2col(l, x, batch, ws->col); /* a later conv reused the buffer */
+    if (sqnorm) {
+        /* Example b's columns are b P .. b P + P - 1 of tmp and col. */
+        size_t wcount = (size_t)l->out_c * (size_t)K;
+        for (int b = 0; b < batch; b++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, K, P, 1.0f,
+                        ws->tmp + (size_t)b * P, N, ws->col + (size_t)b * P, N, 0.0f, ws->pex,
+                        K);
+            double s = 0;
+            for (size_t j = 0; j < wcount; j++)
+                s += (double)ws->pex[j] * ws->pex[j];
+            for (int o = 0; o < l->out_c; o++) {
+                const float *d = ws->tmp + (size_t)o * N + (size_t)b * P;
+                double t = 0;
+                for (int i = 0; i < P; i++)
+                    t += d[i];
+                s += t * t;
+            }
+            sqnorm[b] += s;
+        }
+        return;
+    }
+    float *w_out = out + l->param_offset;
+    float *b_out = w_out + l->param_count - (size_t)l->out_c;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, K, N, alpha, ws->tmp, N,
                 ws->col, N, 1.0f, w_out, K);
     for (int o = 0; o < l->out_c; o++) {
@@ -582,20 +610,35 @@ double model_forward(const model_t *m, const float *params, model_ws *ws, int ba
 
 /* ---- backward ---------------------------------------------------------- */
 
-void model_backward(const model_t *m, const float *params, model_ws *ws, int batch,
-                    float alpha, float *out)
+/* The backward pass after model_forward, in one of two modes:
+ *   out != NULL: out[i] += alpha * sum_r scale_r d loss_r / d params[i],
+ *                scale_r = weight[r], or `uniform` when weight is NULL;
+ *   sqnorm != NULL (out NULL): sqnorm[r] = ||d loss_r / d params||^2, the
+ *                squared L2 norm over all parameters of example r's own
+ *                gradient, with no parameter touched. Dense layers use
+ *                ||dW_r||^2 = ||a_r||^2 ||delta_r||^2 and ||db_r||^2 =
+ *                ||delta_r||^2 (dW_r is the outer product delta_r a_r^T;
+ *                Goodfellow 2015), so no per-example gradient is formed.
+ * The pass is linear in the output deltas, so weighting each example's
+ * softmax delta weights its whole gradient. */
+static void backward(const model_t *m, const float *params, model_ws *ws, int batch,
+                     const float *weight, float uniform, float alpha, float *out,
+                     double *sqnorm)
 {
     int k = m->num_classes;
     float *delta = ws->delta_a, *spare = ws->delta_b;
-    /* d(mean loss)/d logits = (p - onehot) / batch */
-    float inv_batch = 1.0f / (float)batch;
+    /* d(scaled loss_r)/d logits = scale_r (p - onehot) */
     for (int r = 0; r < batch; r++) {
+        float s = weight ? weight[r] : uniform;
         const float *p = ws->probs + (size_t)r * k;
         float *d = delta + (size_t)r * k;
         for (int c = 0; c < k; c++)
-            d[c] = p[c] * inv_batch;
-        d[ws->labels[r]] -= inv_batch;
+            d[c] = p[c] * s;
+        d[ws->labels[r]] -= s;
     }
+    if (sqnorm)
+        for (int r = 0; r < batch; r++)
+            sqnorm[r] = 0;
 
     int first_learning = 0; /* nothing upstream of it learns: no gradient needed there */
     while (first_learning < m->num_layers && m->layers[first_learning].param_count == 0)
@@ -609,8 +652,6 @@ void model_backward(const model_t *m, const float *params, model_ws *ws, int bat
         switch (l->kind) {
         case LAYER_DENSE: {
             const float *w = params + l->param_offset;
-            float *w_out = out + l->param_offset;
-            float *b_out = w_out + l->out_size * l->in_size;
             int in = (int)l->in_size, o = (int)l->out_size;
             /* dX before the weights change: out may alias params. */
             if (need_dx) {
@@ -621,15 +662,29 @@ void model_backward(const model_t *m, const float *params, model_ws *ws, int bat
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, o, 1.0f,
                                 delta, o, w, in, 0.0f, spare, in);
             }
-            if (batch == 1)
-                cblas_sger(CblasRowMajor, o, in, alpha, delta, 1, x, 1, w_out, in);
-            else
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, in, batch, alpha, delta,
-                            o, x, in, 1.0f, w_out, in);
-            for (int r = 0; r < batch; r++) {
-                const float *d = delta + (size_t)r * o;
-                for (int c = 0; c < o; c++)
-                    b_out[c] += alpha * d[c];
+            if (sqnorm) {
+                for (int r = 0; r < batch; r++) {
+                    const float *a = x + (size_t)r * in, *d = delta + (size_t)r * o;
+                    double a2 = 0, d2 = 0;
+                    for (int j = 0; j < in; j++)
+                        a2 += (double)a[j] * a[j];
+                    for (int c = 0; c < o; c++)
+                        d2 += (double)d[c] * d[c];
+                    sqnorm[r] += d2 * (a2 + 1.0);
+                }
+            } else {
+                float *w_out = out + l->param_offset;
+                float *b_out = w_out + l->out_size * l->in_size;
+                if (batch == 1)
+                    cblas_sger(CblasRowMajor, o, in, alpha, delta, 1, x, 1, w_out, in);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, in, batch, alpha,
+                                delta, o, x, in, 1.0f, w_out, in);
+                for (int r = 0; r < batch; r++) {
+                    const float *d = delta + (size_t)r * o;
+                    for (int c = 0; c < o; c++)
+                        b_out[c] += alpha * d[c];
+                }
             }
             if (need_dx) {
                 float *t = delta; delta = spare; spare = t;
@@ -647,7 +702,8 @@ void model_backward(const model_t *m, const float *params, model_ws *ws, int bat
                     delta[j] *= 1.0f - y[j] * y[j];
             break;
         case LAYER_CONV:
-            conv_backward(l, params, x, delta, need_dx ? spare : NULL, batch, alpha, out, ws);
+            conv_backward(l, params, x, delta, need_dx ? spare : NULL, batch, alpha, out, sqnorm,
+                          ws);
             if (need_dx) {
                 float *t = delta; delta = spare; spare = t;
             }
@@ -666,4 +722,22 @@ void model_backward(const model_t *m, const float *params, model_ws *ws, int bat
             break;
         }
     }
+}
+
+void model_backward(const model_t *m, const float *params, model_ws *ws, int batch,
+                    float alpha, float *out)
+{
+    backward(m, params, ws, batch, NULL, 1.0f / (float)batch, alpha, out, NULL);
+}
+
+void model_backward_weighted(const model_t *m, const float *params, model_ws *ws, int batch,
+                             const float *weight, float alpha, float *out)
+{
+    backward(m, params, ws, batch, weight, 0.0f, alpha, out, NULL);
+}
+
+void model_example_sqnorms(const model_t *m, const float *params, model_ws *ws, int batch,
+                           double *sqnorm)
+{
+    backward(m, params, ws, batch, NULL, 1.0f, 0.0f, NULL, sqnorm);
 }

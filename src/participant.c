@@ -21,6 +21,12 @@ struct participant {
     rng_t rng;             /* shuffling, random selection and DP noise */
     dp_ledger ledger;
     int budget_stopped;    /* the cap withheld the latest epoch's upload */
+    /* DP-SGD: every step has the same q and sigma, so the steps taken are
+     * the account's whole state (the account itself is made at first use) */
+    uint64_t dp_steps;
+    uint64_t dp_step_cap;  /* the most steps --dp-max-epsilon allows */
+    int dp_ready;          /* account and dp_step_cap are made */
+    dpsgd_account account;
 };
 
 int participant_ctx_init(participant_ctx *ctx, size_t n)
@@ -31,7 +37,9 @@ int participant_ctx_init(participant_ctx *ctx, size_t n)
     ctx->val = err_calloc(n, sizeof(float));
     ctx->sel = select_ws_create(n);
     ctx->perm = err_calloc(n, sizeof(uint32_t));
-    if (!ctx->before || !ctx->delta || !ctx->idx || !ctx->val || !ctx->sel || !ctx->perm) {
+    ctx->dp = ctx->dpsgd ? dpsgd_ws_create(ctx->model, model_ws_max_batch(ctx->ws)) : NULL;
+    if (!ctx->before || !ctx->delta || !ctx->idx || !ctx->val || !ctx->sel || !ctx->perm ||
+        (ctx->dpsgd && !ctx->dp)) {
         participant_ctx_free(ctx);
         return -1;
     }
@@ -46,9 +54,11 @@ void participant_ctx_free(participant_ctx *ctx)
     free(ctx->val);
     select_ws_free(ctx->sel);
     free(ctx->perm);
+    dpsgd_ws_free(ctx->dp);
     ctx->before = ctx->delta = ctx->val = NULL;
     ctx->idx = ctx->perm = NULL;
     ctx->sel = NULL;
+    ctx->dp = NULL;
 }
 
 participant_t *participant_create(uint32_t id, size_t n, const uint32_t *shard, size_t count,
@@ -89,6 +99,47 @@ float *participant_params(participant_t *p) { return p->w; }
 const float *participant_residual(const participant_t *p) { return p->residual; }
 const dp_ledger *participant_ledger(const participant_t *p) { return &p->ledger; }
 int participant_budget_stopped(const participant_t *p) { return p->budget_stopped; }
+uint64_t participant_dp_steps(const participant_t *p) { return p->dp_steps; }
+
+/* The DP-SGD account of p under ctx (q = batch / shard size), made once:
+ * a resume keeps every input of it. Its arguments were validated with the
+ * configuration, so it cannot fail in a run. */
+static int dp_prepare(participant_t *p, const participant_ctx *ctx)
+{
+    if (p->dp_ready)
+        return 0;
+    double q = (double)ctx->batch / (double)p->shard_size;
+    if (dpsgd_account_init(&p->account, q, ctx->dp_sigma, ctx->dp_delta, NULL))
+        return -1;
+    p->dp_step_cap = dpsgd_account_max_steps(&p->account, ctx->dp_max_epsilon);
+    p->dp_ready = 1;
+    return 0;
+}
+
+/* Up to `steps` DP-SGD steps on the shard, as many as the cap allows (it
+ * sets budget_stopped when it allows fewer); the ledger then holds epsilon
+ * after all steps so far. Returns the steps taken. */
+static uint64_t dp_train(participant_t *p, participant_ctx *ctx, uint64_t steps,
+                         sgd_stats *stats)
+{
+    *stats = (sgd_stats){0};
+    if (dp_prepare(p, ctx)) {
+        p->budget_stopped = 1; /* no account, no release */
+        return 0;
+    }
+    uint64_t allowed = p->dp_step_cap - (p->dp_step_cap < p->dp_steps ? p->dp_step_cap
+                                                                       : p->dp_steps);
+    if (steps > allowed) {
+        steps = allowed;
+        p->budget_stopped = 1;
+    }
+    dpsgd_params dp = {p->account.q, ctx->batch, ctx->dp_clip, ctx->dp_sigma, ctx->lr};
+    dpsgd_train(ctx->model, p->w, ctx->ws, ctx->dp, ctx->train, p->shard, p->shard_size, steps,
+                &dp, &p->rng, p->order, stats);
+    p->dp_steps += steps;
+    p->ledger.spent = dpsgd_account_epsilon(&p->account, p->dp_steps);
+    return steps;
+}
 
 void participant_save(const participant_t *p, float *params, float *residual,
                       uint64_t rng[RNG_STATE_WORDS], double *epsilon)
@@ -104,15 +155,31 @@ int participant_restore(participant_t *p, const participant_ctx *ctx, const floa
                         const float *residual, const uint64_t rng[RNG_STATE_WORDS],
                         double epsilon)
 {
+    return participant_restore_at(p, ctx, params, residual, rng, epsilon, 0);
+}
+
+int participant_restore_at(participant_t *p, const participant_ctx *ctx, const float *params,
+                           const float *residual, const uint64_t rng[RNG_STATE_WORDS],
+                           double epsilon, uint64_t epochs_done)
+{
     rng_t r;
     if (rng_restore(&r, rng) || r.seed != p->rng.seed || r.stream != p->rng.stream ||
         !(epsilon >= 0))
         return -1;
+    uint64_t steps = 0;
+    if (ctx->dpsgd) {
+        /* every completed epoch took its ceil(shard / batch) steps, unless
+         * the cap stopped the participant: epsilon says where */
+        uint64_t most = epochs_done * dpsgd_epoch_steps(p->shard_size, ctx->batch);
+        if (dp_prepare(p, ctx) || dpsgd_account_steps_for(&p->account, epsilon, most, &steps))
+            return -1;
+    }
+    p->dp_steps = steps;
     p->rng = r;
     memcpy(p->w, params, p->n * sizeof *p->w);
     if (p->residual)
         memcpy(p->residual, residual, p->n * sizeof *p->residual);
-    p->ledger.spent = epsilon;
+    p->ledger.spent = ctx->dpsgd ? dpsgd_account_epsilon(&p->account, steps) : epsilon;
     /* spent is a sum of equal charges; a hostile file's huge one saturates */
     double charges = ctx->dp_epsilon > 0 ? epsilon / ctx->dp_epsilon : 0;
     p->ledger.epochs = charges < INT_MAX ? (int)lround(charges) : INT_MAX;
@@ -137,6 +204,11 @@ wire_reason participant_download(participant_t *p, participant_ctx *ctx, const u
 
 void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
 {
+    if (ctx->dpsgd) {
+        p->budget_stopped = 0;
+        dp_train(p, ctx, dpsgd_epoch_steps(p->shard_size, ctx->batch), stats);
+        return;
+    }
     /* Shuffle a fresh copy of the shard: the order then depends on the rng
      * state alone, which is what a checkpoint keeps. */
     memcpy(p->order, p->shard, p->shard_size * sizeof *p->order);
@@ -150,6 +222,19 @@ void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
 static size_t train_round(participant_t *p, participant_ctx *ctx, uint32_t round,
                           sgd_stats *stats)
 {
+    if (ctx->dpsgd) {
+        /* The epoch's steps, K a round: no order to keep between rounds,
+         * every step samples the whole shard afresh. */
+        uint64_t total = dpsgd_epoch_steps(p->shard_size, ctx->batch), first = 0, steps = total;
+        if (ctx->local_steps > 0) {
+            first = (uint64_t)round * (uint64_t)ctx->local_steps;
+            steps = first >= total ? 0 : total - first;
+            if (steps > (uint64_t)ctx->local_steps)
+                steps = (uint64_t)ctx->local_steps;
+        }
+        *stats = (sgd_stats){0};
+        return steps ? (size_t)dp_train(p, ctx, steps, stats) : 0;
+    }
     if (ctx->local_steps == 0) {
         participant_train(p, ctx, stats);
         return p->shard_size;

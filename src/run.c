@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "dpsgd.h"
 #include "err.h"
 #include "paths.h"
 #include "run_internal.h"
@@ -28,6 +29,55 @@ static double now_seconds(void)
 }
 
 /* ---- set-up ------------------------------------------------------------ */
+
+/* The data sets DP-SGD samples from: every participant's shard, or in
+ * mode centralized the union of the shards. *sizes is allocated. */
+static int dpsgd_sizes(run_state *st, size_t **sizes, int *count, char *err)
+{
+    const config_t *c = st->cfg;
+    *count = c->mode == MODE_CENTRALIZED ? 1 : c->participants;
+    if (!(*sizes = malloc((size_t)*count * sizeof **sizes)))
+        return err_set(err, "out of memory");
+    if (c->mode != MODE_CENTRALIZED) {
+        memcpy(*sizes, st->shards.sizes, (size_t)*count * sizeof **sizes);
+        return 0;
+    }
+    uint32_t *all = NULL;
+    if (dataset_shards_union(&st->shards, st->train.count, &all, &(*sizes)[0], err)) {
+        free(*sizes);
+        return -1;
+    }
+    free(all);
+    return 0;
+}
+
+/* --dpsgd: refuses data sets that cannot carry the plan, and resolves the
+ * noise multiplier (--dp-noise, or the one that makes the planned run end
+ * at --dp-target-epsilon). Every rank computes the same. */
+static int resolve_dpsgd(run_state *st, char *err)
+{
+    const config_t *c = st->cfg;
+    size_t *sizes;
+    int count, rc;
+    if (dpsgd_sizes(st, &sizes, &count, err))
+        return -1;
+    rc = dpsgd_check_sizes(sizes, count, c->batch, c->dp_delta,
+                           c->mode == MODE_CENTRALIZED ? "the union of the shards, data set"
+                                                       : "the shard of participant", err);
+    st->dp_sigma = c->dp_noise;
+    if (rc == 0 && c->dp_noise < 0)
+        rc = dpsgd_plan_sigma(sizes, count, c->batch, c->epochs, c->dp_delta,
+                              c->dp_target_epsilon, &st->dp_sigma, err);
+    free(sizes);
+    return rc;
+}
+
+/* A Poisson batch rarely passes its mean by 3 standard deviations; larger
+ * ones are processed in chunks of this. */
+static int dpsgd_max_batch(int batch)
+{
+    return batch + (int)ceil(3.0 * sqrt((double)batch)) + 1;
+}
 
 static int setup(run_state *st, char *err)
 {
@@ -70,6 +120,9 @@ static int setup(run_state *st, char *err)
         st->rounds = rounds ? (uint32_t)rounds : 1;
     }
 
+    if (c->dpsgd && resolve_dpsgd(st, err))
+        return -1;
+
     st->eval_ws = model_ws_create(&st->model, EVAL_BATCH);
     if (!st->eval_ws)
         return err_set(err, "out of memory for the evaluation workspace");
@@ -102,7 +155,11 @@ static int setup(run_state *st, char *err)
         st->ctx.gamma = (float)c->gamma;
         st->ctx.dp_epsilon = c->dp_epsilon;
         st->ctx.dp_max_epsilon = c->dp_max_epsilon;
-        st->ctx.ws = model_ws_create(&st->model, c->batch);
+        st->ctx.dpsgd = c->dpsgd;
+        st->ctx.dp_clip = (float)c->dp_clip;
+        st->ctx.dp_sigma = st->dp_sigma;
+        st->ctx.dp_delta = c->dp_delta;
+        st->ctx.ws = model_ws_create(&st->model, c->dpsgd ? dpsgd_max_batch(c->batch) : c->batch);
         if (!st->ctx.ws || participant_ctx_init(&st->ctx, st->n))
             return err_set(err, "out of memory for the training workspace");
     }
@@ -179,9 +236,17 @@ size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *d
                                    &stats);
     int slot = run_slot_of(st->tr.size, (int)participant_id(part));
     if (participant_budget_stopped(part) && !st->told_budget[slot]) {
-        fprintf(stderr, "dssgd: participant %u stops uploading at epoch %d: another epoch "
-                "would take its epsilon from %g past the cap %g\n", participant_id(part), epoch,
-                participant_ledger(part)->spent, st->ctx.dp_max_epsilon);
+        char turn[64];
+        if (st->ctx.dpsgd)
+            fprintf(stderr, "dssgd: participant %u stops training and uploading in %s, after "
+                    "%llu DP-SGD steps: another step would take its epsilon from %g past the "
+                    "cap %g\n", participant_id(part), run_turn_name(st, epoch, turn, sizeof turn),
+                    (unsigned long long)participant_dp_steps(part),
+                    participant_ledger(part)->spent, st->ctx.dp_max_epsilon);
+        else
+            fprintf(stderr, "dssgd: participant %u stops uploading at epoch %d: another epoch "
+                    "would take its epsilon from %g past the cap %g\n", participant_id(part),
+                    epoch, participant_ledger(part)->spent, st->ctx.dp_max_epsilon);
         st->told_budget[slot] = 1;
     }
     const run_hooks *h = st->hooks;
@@ -196,6 +261,14 @@ void run_train_local(run_state *st)
     for (int s = 0; s < st->local_count; s++) {
         sgd_stats stats;
         participant_train(st->local[s], &st->ctx, &stats);
+        if (participant_budget_stopped(st->local[s]) && !st->told_budget[s]) {
+            fprintf(stderr, "dssgd: participant %u stops training after %llu DP-SGD steps: "
+                    "another step would take its epsilon from %g past the cap %g\n",
+                    participant_id(st->local[s]),
+                    (unsigned long long)participant_dp_steps(st->local[s]),
+                    participant_ledger(st->local[s])->spent, st->ctx.dp_max_epsilon);
+            st->told_budget[s] = 1;
+        }
     }
 }
 
@@ -279,7 +352,8 @@ static void recv_state(run_state *st, int source, void *buf, size_t bytes, doubl
         transport_fatal(t, "rank %d sent %s of the wrong size", source, what);
 }
 
-static void receive_participant_state(run_state *st, participant_t *p, part_state *ps)
+static void receive_participant_state(run_state *st, participant_t *p, part_state *ps,
+                                      int epochs_done)
 {
     size_t bytes = st->n * sizeof(float);
     recv_state(st, 0, ps->params, bytes, 0, "participant parameters");
@@ -287,9 +361,10 @@ static void receive_participant_state(run_state *st, participant_t *p, part_stat
         recv_state(st, 0, ps->residual, bytes, 0, "a participant residual");
     recv_state(st, 0, ps->rng, sizeof ps->rng, 0, "a participant rng state");
     recv_state(st, 0, &ps->epsilon, sizeof ps->epsilon, 0, "a participant epsilon");
-    if (participant_restore(p, &st->ctx, ps->params, ps->residual, ps->rng, ps->epsilon))
+    if (participant_restore_at(p, &st->ctx, ps->params, ps->residual, ps->rng, ps->epsilon,
+                               (uint64_t)epochs_done))
         transport_fatal(&st->tr, "checkpointed participant state refused (rng of another "
-                        "stream?)");
+                        "stream, or an epsilon that no DP-SGD step count gives?)");
 }
 
 /* The participant hosted here that the server named in a command. */
@@ -357,7 +432,7 @@ static void worker_loop(run_state *st)
             for (int s = 0; s < st->local_count; s++)
                 send_participant_state(st, st->local[s], &ps);
         } else if (op == CMD_SCATTER) {
-            receive_participant_state(st, hosted_participant(st, p, "state"), &ps);
+            receive_participant_state(st, hosted_participant(st, p, "state"), &ps, epoch);
         } else if (op == CMD_EVAL) {
             evaluate_local(st, acc);
             transport_check(t, MPI_Send(acc, 2 * st->local_count, MPI_DOUBLE, 0, TAG_REPORT,
@@ -474,6 +549,8 @@ static int check_divergence(run_state *st, const metrics_row *row, double refere
 
 /* ---- centralized mode ---------------------------------------------------- */
 
+static void print_dpsgd(run_state *st, FILE *out, const double *eps);
+
 static int run_centralized(run_state *st, FILE *metrics, run_result *result, char *err)
 {
     const config_t *c = st->cfg;
@@ -483,9 +560,25 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
         return -1;
     float *w = err_calloc(st->n, sizeof *w);
     uint32_t *epoch_order = err_calloc(count, sizeof *epoch_order);
-    model_ws *ws = model_ws_create(&st->model, c->batch);
-    if (!w || !ws || !epoch_order) {
-        free(order); free(w); free(epoch_order); model_ws_free(ws);
+    model_ws *ws = model_ws_create(&st->model, c->dpsgd ? dpsgd_max_batch(c->batch) : c->batch);
+    /* --dpsgd: Poisson sampling over the union, q = batch / its size, from
+     * the centralized stream; one account, for the one model */
+    dpsgd_ws *dw = c->dpsgd ? dpsgd_ws_create(&st->model, model_ws_max_batch(ws)) : NULL;
+    dpsgd_account account;
+    dpsgd_params dp = {(double)c->batch / (double)count, c->batch, (float)c->dp_clip,
+                       st->dp_sigma, (float)c->lr};
+    uint64_t dp_steps = 0, dp_cap = 0, dp_epoch = dpsgd_epoch_steps(count, c->batch);
+    double epsilon = 0;
+    int told_cap = 0;
+    if (c->dpsgd && dw) {
+        if (dpsgd_account_init(&account, dp.q, dp.noise, c->dp_delta, err)) {
+            free(order); free(w); free(epoch_order); model_ws_free(ws); dpsgd_ws_free(dw);
+            return -1;
+        }
+        dp_cap = dpsgd_account_max_steps(&account, c->dp_max_epsilon);
+    }
+    if (!w || !ws || !epoch_order || (c->dpsgd && !dw)) {
+        free(order); free(w); free(epoch_order); model_ws_free(ws); dpsgd_ws_free(dw);
         return err_set(err, "out of memory");
     }
     rng_t init, shuffle;
@@ -500,10 +593,24 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     for (int e = 1; e <= c->epochs && rc == 0; e++) {
         double t0 = now_seconds();
         sgd_stats train_stats, stats;
-        memcpy(epoch_order, order, count * sizeof *order); /* order from the rng alone */
-        sgd_epoch(&st->model, w, ws, &st->train, epoch_order, count, c->batch, (float)c->lr,
-                  &shuffle, &train_stats);
-        metrics_row row = {.epoch = e, .seconds = now_seconds() - t0};
+        if (c->dpsgd) {
+            uint64_t left = dp_cap - dp_steps, steps = left < dp_epoch ? left : dp_epoch;
+            if (steps < dp_epoch && !told_cap) {
+                fprintf(stderr, "dssgd: the central model stops training in epoch %d, after "
+                        "%llu DP-SGD steps: another step would take its epsilon past the cap "
+                        "%g\n", e, (unsigned long long)dp_cap, c->dp_max_epsilon);
+                told_cap = 1;
+            }
+            dpsgd_train(&st->model, w, ws, dw, &st->train, order, count, steps, &dp, &shuffle,
+                        epoch_order, &train_stats);
+            dp_steps += steps;
+            epsilon = dpsgd_account_epsilon(&account, dp_steps);
+        } else {
+            memcpy(epoch_order, order, count * sizeof *order); /* order from the rng alone */
+            sgd_epoch(&st->model, w, ws, &st->train, epoch_order, count, c->batch,
+                      (float)c->lr, &shuffle, &train_stats);
+        }
+        metrics_row row = {.epoch = e, .seconds = now_seconds() - t0, .epsilon = epsilon};
         sgd_evaluate(&st->model, w, st->eval_ws, &st->test, c->eval_size, &stats);
         row.has_global = 1;
         row.global_acc = stats.accuracy;
@@ -512,6 +619,8 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
         if (rc == 0)
             rc = check_divergence(st, &row, reference, err);
     }
+    if (c->dpsgd && rc == 0)
+        print_dpsgd(st, stderr, &epsilon);
     if (result && rc == 0) {
         result->params = w;
         w = NULL;
@@ -520,6 +629,7 @@ static int run_centralized(run_state *st, FILE *metrics, run_result *result, cha
     free(order);
     free(epoch_order);
     model_ws_free(ws);
+    dpsgd_ws_free(dw);
     return rc;
 }
 
@@ -645,14 +755,16 @@ static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
             const uint64_t *rng = cs.part_rng + (size_t)p * RNG_STATE_WORDS;
             int dest = run_rank_of(t->size, p);
             if (dest == t->rank) {
-                if (participant_restore(st->local[run_slot_of(t->size, p)], &st->ctx, params,
-                                        res, rng, cs.part_epsilon[p]))
+                if (participant_restore_at(st->local[run_slot_of(t->size, p)], &st->ctx, params,
+                                           res, rng, cs.part_epsilon[p], cs.epoch))
                     rc = err_set(err, "%s: participant %d's state is refused (rng of another "
-                                 "stream)", c->resume, p);
+                                 "stream, or an epsilon that no DP-SGD step count of %llu "
+                                 "epochs gives)", c->resume, p,
+                                 (unsigned long long)cs.epoch);
                 continue;
             }
             size_t bytes = n * sizeof(float);
-            transport_send_cmd(t, dest, CMD_SCATTER, 0, p);
+            transport_send_cmd(t, dest, CMD_SCATTER, (int)cs.epoch, p);
             transport_send_to_worker(t, dest, TAG_STATE, params, bytes, -1,
                                      "participant parameters");
             if (res)
@@ -670,6 +782,84 @@ static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
 }
 
 /* ---- DSSGD and standalone modes ----------------------------------------- */
+
+/* --dpsgd, rank 0: the plan at the start (eps NULL), or at the end what
+ * each party spent, eps[i] for data set i (the participants' shards, or
+ * the central model's union), with the steps that bought it. */
+static void print_dpsgd(run_state *st, FILE *out, const double *eps)
+{
+    const config_t *c = st->cfg;
+    size_t *sizes;
+    int count;
+    char err[ERR_LEN];
+    if (dpsgd_sizes(st, &sizes, &count, err)) {
+        fprintf(out, "DP-SGD: %s\n", err);
+        return;
+    }
+    size_t lo = SIZE_MAX, hi = 0;
+    for (int i = 0; i < count; i++) {
+        lo = sizes[i] < lo ? sizes[i] : lo;
+        hi = sizes[i] > hi ? sizes[i] : hi;
+    }
+    const char *of = c->mode == MODE_CENTRALIZED ? "union" : "shard";
+    char sigma[96], q[96];
+    if (c->dp_target_epsilon > 0)
+        snprintf(sigma, sizeof sigma, "%.6g (for epsilon %g after %d epochs)", st->dp_sigma,
+                 c->dp_target_epsilon, c->epochs);
+    else
+        snprintf(sigma, sizeof sigma, "%.6g", st->dp_sigma);
+    if (lo == hi)
+        snprintf(q, sizeof q, "%d/%zu = %.4g", c->batch, lo, (double)c->batch / (double)lo);
+    else
+        snprintf(q, sizeof q, "%d/%zu..%d/%zu = %.4g..%.4g", c->batch, hi, c->batch, lo,
+                 (double)c->batch / (double)hi, (double)c->batch / (double)lo);
+    uint64_t s_lo = dpsgd_epoch_steps(lo, c->batch), s_hi = dpsgd_epoch_steps(hi, c->batch);
+    char steps[96];
+    if (s_lo == s_hi)
+        snprintf(steps, sizeof steps, "%llu steps a local epoch, %llu in %d epochs",
+                 (unsigned long long)s_lo, (unsigned long long)(s_lo * (uint64_t)c->epochs),
+                 c->epochs);
+    else
+        snprintf(steps, sizeof steps, "%llu..%llu steps a local epoch, %llu..%llu in %d epochs",
+                 (unsigned long long)s_lo, (unsigned long long)s_hi,
+                 (unsigned long long)(s_lo * (uint64_t)c->epochs),
+                 (unsigned long long)(s_hi * (uint64_t)c->epochs), c->epochs);
+    if (!eps) {
+        fprintf(out, "DP-SGD: noise multiplier sigma %s, clip C %g, delta %g; q = batch / %s "
+                "size = %s; %s; cap %g\n", sigma, c->dp_clip, c->dp_delta, of, q, steps,
+                c->dp_max_epsilon);
+        free(sizes);
+        return;
+    }
+    fprintf(out, "privacy (DP-SGD; Renyi-DP accountant, Balle et al. 2020 conversion; "
+            "record-level (epsilon, delta) with delta %g):\n"
+            "  noise multiplier sigma %s, clip C %g, q = batch / %s size = %s; cap %g\n",
+            c->dp_delta, sigma, c->dp_clip, of, q, c->dp_max_epsilon);
+    double e_lo = INFINITY, e_hi = 0;
+    for (int i = 0; i < count; i++) {
+        e_lo = fmin(e_lo, eps[i]);
+        e_hi = fmax(e_hi, eps[i]);
+    }
+    fprintf(out, "  TOTAL epsilon per %s (the guarantee): min %g, max %g\n",
+            c->mode == MODE_CENTRALIZED ? "model" : "participant", e_lo, e_hi);
+    dpsgd_account a;
+    size_t made = 0; /* the size whose account a holds; shards often share one */
+    for (int i = 0; i < count; i++) {
+        uint64_t most = dpsgd_epoch_steps(sizes[i], c->batch) * (uint64_t)c->epochs, took;
+        if (made != sizes[i] && dpsgd_account_init(&a, (double)c->batch / (double)sizes[i],
+                                                   st->dp_sigma, c->dp_delta, NULL) == 0)
+            made = sizes[i];
+        int known = made == sizes[i] && dpsgd_account_steps_for(&a, eps[i], most, &took) == 0;
+        if (c->mode == MODE_CENTRALIZED)
+            fprintf(out, "    the central model: %g", eps[i]);
+        else
+            fprintf(out, "    participant %d: %g", i, eps[i]);
+        if (known)
+            fprintf(out, " after %llu steps", (unsigned long long)took);
+        fputc('\n', out);
+    }
+    free(sizes);
+}
 
 /* The ledger at the end of a DP run, labelled so that the total epsilon
  * (the guarantee) and the paper's per-parameter figure are not confused. */
@@ -793,6 +983,8 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         transport_send_cmd(t, r, CMD_STOP, 0, -1);
     if (c->select == SELECT_SVT && dssgd && rc == 0)
         print_privacy_summary(st, stderr);
+    if (c->dpsgd && rc == 0)
+        print_dpsgd(st, stderr, st->part_eps);
     if (dssgd && c->schedule == SCHEDULE_ASYNC && !c->quiet) {
         uint64_t count, sum, max;
         server_staleness(st->server, &count, &sum, &max);
@@ -852,9 +1044,13 @@ static int claim_paths(const config_t *c, paths_lock_t locks[2], char *err)
     return 0;
 }
 
-int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_result *result,
-              char *err)
+int run_train(const config_t *cfg_given, MPI_Comm comm, const run_hooks *hooks,
+              run_result *result, char *err)
 {
+    /* The run's configuration with what set-up resolves (--dpsgd's sigma):
+     * what is printed, checkpointed and checked on resume. */
+    config_t resolved = *cfg_given;
+    const config_t *cfg = &resolved;
     run_state st = {.cfg = cfg, .hooks = hooks};
     transport_open(&st.tr, comm, hooks && hooks->piece_bytes ? hooks->piece_bytes
                                                              : RUN_PIECE_BYTES,
@@ -864,6 +1060,8 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
         memset(result, 0, sizeof *result);
 
     int rc = transport_agree(t, setup(&st, err), err);
+    if (rc == 0 && cfg->dpsgd)
+        resolved.dp_noise = st.dp_sigma;
     FILE *metrics = NULL;
     paths_lock_t locks[2] = {{0}};
     if (rc == 0 && t->rank == 0) {
@@ -872,6 +1070,8 @@ int run_train(const config_t *cfg, MPI_Comm comm, const run_hooks *hooks, run_re
             config_print(cfg, stderr);
             fprintf(stderr, "model %s: %zu parameters; upload k = %zu, download k = %zu; "
                     "%d rank(s)\n", st.model.spec, st.n, st.k_up, st.k_down, t->size);
+            if (cfg->dpsgd)
+                print_dpsgd(&st, stderr, NULL);
         }
         if (rc == 0 && cfg->metrics[0] && !cfg->resume[0] &&
             !(metrics = metrics_open(cfg->metrics, err)))

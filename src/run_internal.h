@@ -28,6 +28,7 @@ typedef struct {
     model_t model;
     size_t n, k_up, k_down;
     uint32_t rounds;              /* exchanges per epoch (--local-steps), >= 1 */
+    double dp_sigma;              /* --dpsgd: the noise multiplier, resolved */
     dataset_shards shards;
     int local_count;              /* participants hosted on this rank */
     participant_t **local;        /* (local_count) by slot */

@@ -3,8 +3,7 @@
 
 #include <string.h>
 
-/* Copies the examples idx[0..batch) into the workspace's input and labels. */
-static void gather(const dataset_t *ds, const uint32_t *idx, int batch, model_ws *ws)
+void sgd_gather(const dataset_t *ds, const uint32_t *idx, int batch, model_ws *ws)
 {
     float *x = model_ws_input(ws);
     uint8_t *y = model_ws_labels(ws);
@@ -30,7 +29,7 @@ void sgd_batches(const model_t *m, float *params, model_ws *ws, const dataset_t 
     int correct = 0;
     for (size_t start = 0; start < count; start += (size_t)batch) {
         int b = count - start < (size_t)batch ? (int)(count - start) : batch;
-        gather(ds, order + start, b, ws);
+        sgd_gather(ds, order + start, b, ws);
         loss += model_forward(m, params, ws, b, &correct);
         /* A short last batch takes a proportionally short step (the sum of
          * its gradients over the full batch size): a full-size step on a few

@@ -120,7 +120,7 @@ done
 
 # Smaller refusals: an ambiguous abbreviation, inspect's own --help, and a
 # warning (not a refusal) for an option the mode ignores.
-refuse "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon)" --dp 1
+refuse "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon, --dpsgd" --dp 1
 "$bin" inspect --help > "$tmp/out" 2>&1 || fail "inspect --help exited non-zero"
 grep -q "usage: dssgd inspect FILE" "$tmp/out" || fail "inspect --help: $(cat "$tmp/out")"
 set +e; "$bin" train --mode centralized --theta-u 0.2 --data-dir "$tmp/nowhere" > "$tmp/out" 2>&1

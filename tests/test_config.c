@@ -239,6 +239,111 @@ static void test_refuses_local_steps_out_of_range_or_with_svt(void **state)
     assert_int_equal(c.local_steps, 2);
 }
 
+/* --dpsgd and its options: each reaches its field, the defaults are C = 1
+ * and delta = 1e-5, and it works in every mode and with --local-steps. */
+static void test_dpsgd_options_set_their_fields(void **state)
+{
+    (void)state;
+    config_t c;
+    parse_ok(&c, "--dpsgd", "--dp-noise", "1.1", (char *)NULL);
+    assert_int_equal(c.dpsgd, 1);
+    assert_true(c.dp_noise == 1.1 && c.dp_clip == 1.0 && c.dp_delta == 1e-5);
+    assert_true(c.dp_target_epsilon == 0 && isinf(c.dp_max_epsilon));
+    parse_ok(&c, "--dpsgd", "--dp-target-epsilon", "4", "--dp-clip", "0.5", "--dp-delta",
+             "1e-6", "--dp-max-epsilon", "8", "--local-steps", "3", (char *)NULL);
+    assert_true(c.dp_target_epsilon == 4 && c.dp_clip == 0.5 && c.dp_delta == 1e-6);
+    assert_true(c.dp_max_epsilon == 8 && c.dp_noise < 0 && c.local_steps == 3);
+    parse_ok(&c, "--dpsgd", "--dp-noise", "0", "--mode", "standalone", (char *)NULL);
+    assert_true(c.dp_noise == 0 && c.mode == MODE_STANDALONE);
+    /* centralized: the union's size is checked when it is known, not the shard's */
+    parse_ok(&c, "--dpsgd", "--dp-noise", "2", "--mode", "centralized", "--batch", "700",
+             (char *)NULL);
+}
+
+/* Every refusal of issue 15, each naming what is wrong. */
+static void test_dpsgd_refusals(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    struct { const char *args[10]; const char *phrase; } cases[] = {
+        {{"--dpsgd"}, "--dpsgd needs --dp-noise SIGMA or --dp-target-epsilon E"},
+        {{"--dpsgd", "--dp-noise", "1", "--dp-target-epsilon", "2"}, "not both"},
+        {{"--dpsgd", "--dp-noise", "1", "--select", "svt", "--dp-epsilon", "1", "--gamma",
+          "0.1"}, "--dpsgd and --select svt cannot be combined"},
+        {{"--dpsgd", "--dp-noise", "1", "--dp-clip", "0"}, "--dp-clip: 0 is out of range"},
+        {{"--dpsgd", "--dp-noise", "1", "--dp-clip", "-1"}, "--dp-clip: -1 is out of range"},
+        {{"--dpsgd", "--dp-noise", "-0.5"}, "--dp-noise: -0.5 is out of range"},
+        {{"--dpsgd", "--dp-noise", "1", "--dp-delta", "0"}, "--dp-delta: 0 is out of range"},
+        {{"--dpsgd", "--dp-noise", "1", "--dp-delta", "1"}, "--dp-delta: 1 is out of range"},
+        {{"--dpsgd", "--dp-noise", "1", "--dp-delta", "0.002"},
+         "--dp-delta 0.002 is not below 1 / --shard-size"},
+        {{"--dpsgd", "--dp-noise", "1", "--batch", "700"},
+         "--batch 700 is larger than --shard-size 600"},
+        {{"--dpsgd", "--dp-target-epsilon", "0"}, "--dp-target-epsilon: 0 is out of range"},
+        {{"--dp-noise", "1"}, "apply only with --dpsgd"},
+        {{"--dp-clip", "2"}, "apply only with --dpsgd"},
+        {{"--dp-max-epsilon", "5"}, "--dp-max-epsilon applies only with --select svt or --dpsgd"},
+        {{"--dp-epsilon", "5"}, "--dp-epsilon applies only with --select svt"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *a = cases[i].args;
+        int rc = parse(&c, err, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+        if (rc != -1 || !strstr(err, cases[i].phrase))
+            fail_msg("case %zu: rc %d, message \"%s\", wanted \"%s\"", i, rc, err,
+                     cases[i].phrase);
+    }
+}
+
+/* Resume rules: --dpsgd, --dp-clip, --dp-noise (the resolved sigma) and
+ * --dp-delta must match; --dp-target-epsilon may differ (it only chose
+ * sigma), and a target that gives another sigma is told how to keep the
+ * checkpoint's. A checkpoint from before --dpsgd resumes only without it. */
+static void test_dpsgd_resume_rules(void **state)
+{
+    (void)state;
+    config_t a, b;
+    char err[ERR_LEN], text[1 << 14];
+    parse_ok(&a, "--dpsgd", "--dp-noise", "1.25", (char *)NULL);
+    assert_true(config_to_text(&a, text, sizeof text) > 0);
+    assert_non_null(strstr(text, "dpsgd = 1\n"));
+    assert_non_null(strstr(text, "dp-noise = 1.25\n"));
+    b = a;
+    assert_int_equal(config_check_resume(&b, text, err), 0);
+    b.dp_clip = 2;
+    assert_int_equal(config_check_resume(&b, text, err), -1);
+    assert_non_null(strstr(err, "--dp-clip differs"));
+    b = a;
+    b.dp_delta = 1e-6;
+    assert_int_equal(config_check_resume(&b, text, err), -1);
+    assert_non_null(strstr(err, "--dp-delta differs"));
+    b = a;
+    b.dpsgd = 0;
+    assert_int_equal(config_check_resume(&b, text, err), -1);
+    assert_non_null(strstr(err, "--dpsgd differs"));
+    /* a target: the driver resolves it into dp_noise before the check */
+    b = a;
+    b.dp_target_epsilon = 4;
+    assert_int_equal(config_check_resume(&b, text, err), 0);
+    b.dp_noise = 1.5;
+    b.epochs = 40;
+    assert_int_equal(config_check_resume(&b, text, err), -1);
+    assert_non_null(strstr(err, "resume with --dp-noise 1.25 instead"));
+    /* the text of a checkpoint written before --dpsgd existed */
+    config_t old;
+    parse_ok(&old, (char *)NULL);
+    assert_true(config_to_text(&old, text, sizeof text) > 0);
+    char *cut = strstr(text, "dpsgd = ");
+    assert_non_null(cut);
+    char *end = strstr(cut, "dp-delta = ");
+    memmove(cut, strchr(end, '\n') + 1, strlen(strchr(end, '\n') + 1) + 1);
+    assert_null(strstr(text, "dpsgd"));
+    assert_null(strstr(text, "dp-clip"));
+    assert_int_equal(config_check_resume(&old, text, err), 0);
+    assert_int_equal(config_check_resume(&a, text, err), -1);
+    assert_non_null(strstr(err, "--dpsgd differs"));
+}
+
 static void test_refuses_zero_participants(void **state)
 {
     (void)state;
@@ -340,10 +445,12 @@ static void test_refuses_ambiguous_prefix_naming_the_candidates(void **state)
     (void)state;
     config_t c;
     char err[ERR_LEN];
+    const char *dp = "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon, "
+                     "--dpsgd, --dp-clip, --dp-noise, --dp-target-epsilon, --dp-delta)";
     assert_int_equal(parse(&c, err, "--dp", "1", (char *)NULL), -1);
-    assert_string_equal(err, "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon)");
+    assert_string_equal(err, dp);
     assert_int_equal(parse(&c, err, "--dp=1", (char *)NULL), -1);
-    assert_string_equal(err, "ambiguous option '--dp' (could be --dp-epsilon, --dp-max-epsilon)");
+    assert_string_equal(err, dp);
     assert_refused("--theta", "0.5", "ambiguous option '--theta'", "--theta-u", "--theta-d",
                    (char *)NULL);
     assert_refused("--check", "f.h5", "--checkpoint, --checkpoint-every", (char *)NULL);
@@ -714,6 +821,9 @@ int main(void)
         cmocka_unit_test(test_refuses_batch_out_of_range),
         cmocka_unit_test(test_refuses_zero_epochs),
         cmocka_unit_test(test_refuses_local_steps_out_of_range_or_with_svt),
+        cmocka_unit_test(test_dpsgd_options_set_their_fields),
+        cmocka_unit_test(test_dpsgd_refusals),
+        cmocka_unit_test(test_dpsgd_resume_rules),
         cmocka_unit_test(test_refuses_zero_participants),
         cmocka_unit_test(test_refuses_theta_u_outside_zero_one),
         cmocka_unit_test(test_refuses_zero_theta_d),

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "dpsgd.h"
 #include "err.h"
 #include "model.h"
 #include "rng.h"
@@ -65,6 +66,29 @@ static void run_ok(const config_t *c, MPI_Comm comm, const run_hooks *hooks, run
 
 /* The run on all ranks and the same run in one process give the same bits:
  * global parameters and every metrics figure but the time. */
+static void same_bits_config(const config_t *cfg)
+{
+    config_t c = *cfg;
+    run_result all;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &all);
+    if (rank == 0) {
+        run_result one;
+        run_ok(&c, MPI_COMM_SELF, NULL, &one);
+        assert_int_equal(all.n, one.n);
+        assert_true((all.params != NULL) == (one.params != NULL));
+        if (all.params) /* standalone has no global model: its rows compare the rest */
+            assert_memory_equal(all.params, one.params, all.n * sizeof(float));
+        for (int e = 0; e < c.epochs; e++) {
+            metrics_row a = all.rows[e], b = one.rows[e];
+            a.seconds = b.seconds = 0;
+            assert_memory_equal(&a, &b, sizeof a);
+        }
+        run_result_free(&one);
+    }
+    gentle_barrier();
+    run_result_free(&all);
+}
+
 static void same_bits_with_local_steps(config_schedule schedule, double theta_u, int residual,
                                        int svt, int local_steps)
 {
@@ -82,22 +106,7 @@ static void same_bits_with_local_steps(config_schedule schedule, double theta_u,
     c.residual = residual;
     c.download = DOWNLOAD_STAT;
     c.theta_d = 0.5;
-    run_result all;
-    run_ok(&c, MPI_COMM_WORLD, NULL, &all);
-    if (rank == 0) {
-        run_result one;
-        run_ok(&c, MPI_COMM_SELF, NULL, &one);
-        assert_int_equal(all.n, one.n);
-        assert_memory_equal(all.params, one.params, all.n * sizeof(float));
-        for (int e = 0; e < c.epochs; e++) {
-            metrics_row a = all.rows[e], b = one.rows[e];
-            a.seconds = b.seconds = 0;
-            assert_memory_equal(&a, &b, sizeof a);
-        }
-        run_result_free(&one);
-    }
-    gentle_barrier();
-    run_result_free(&all);
+    same_bits_config(&c);
 }
 
 static void same_bits_as_one_process(config_schedule schedule, double theta_u, int residual,
@@ -142,6 +151,47 @@ static void test_svt_same_bits_whatever_the_rank_count(void **state)
     same_bits_as_one_process(SCHEDULE_SYNC, 0.05, 0, 1);
 }
 
+/* DP-SGD in every participant: a small config with sigma 1, C 1 (13
+ * Poisson steps of expected batch 8 per shard of 100 each epoch). */
+static void dpsgd_config(config_t *c, config_mode mode, config_schedule schedule)
+{
+    small_config(c);
+    c->mode = mode;
+    c->schedule = schedule;
+    c->dpsgd = 1;
+    c->dp_noise = 1.0;
+    c->dp_clip = 1.0;
+    c->dp_delta = 1e-5;
+    c->lr = 0.2;
+}
+
+/* DP-SGD's sampling and noise come from each participant's own stream:
+ * the same bits wherever it lives, also with --local-steps, a residual,
+ * the budget cap stopping participants mid-epoch, and in standalone mode. */
+static void test_dpsgd_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    config_t c;
+    dpsgd_config(&c, MODE_DSSGD, SCHEDULE_ROUND_ROBIN);
+    same_bits_config(&c);
+    dpsgd_config(&c, MODE_DSSGD, SCHEDULE_SYNC);
+    c.local_steps = 5;
+    c.residual = 1;
+    c.theta_u = 0.05;
+    same_bits_config(&c);
+    dpsgd_account a; /* a cap that stops everyone 4 steps into epoch 2 */
+    assert_int_equal(dpsgd_account_init(&a, 8.0 / 100, 1.0, 1e-5, NULL), 0);
+    dpsgd_config(&c, MODE_DSSGD, SCHEDULE_RANDOM);
+    c.dp_max_epsilon = dpsgd_account_epsilon(&a, 17);
+    same_bits_config(&c);
+    dpsgd_config(&c, MODE_DSSGD, SCHEDULE_ROUND_ROBIN); /* sigma from a target */
+    c.dp_noise = -1;
+    c.dp_target_epsilon = 8;
+    same_bits_config(&c);
+    dpsgd_config(&c, MODE_STANDALONE, SCHEDULE_ROUND_ROBIN);
+    same_bits_config(&c);
+}
+
 /* ---- checkpoints -------------------------------------------------------- */
 
 /* Rank 0's checkpoint path, the same string on every rank. */
@@ -157,22 +207,11 @@ static void checkpoint_path(char *path, size_t len)
 /* 4 epochs in one run equal 2 + 2 through a checkpoint: parameters and
  * every metrics figure. `cut` (may be NULL) applies to the checkpointed
  * and resumed runs only, so the straight run is its reference. */
-static void resume_is_exact_with(config_schedule schedule, int svt, int local_steps,
-                                 const run_hooks *cut)
+static void resume_is_exact_config(const config_t *cfg, const run_hooks *cut)
 {
-    config_t c;
-    small_config(&c);
-    c.schedule = schedule;
-    c.local_steps = local_steps;
-    c.theta_u = 0.1;
-    c.residual = 1;
+    config_t c = *cfg;
     c.epochs = 4;
-    if (svt) {
-        c.select = SELECT_SVT;
-        c.dp_epsilon = 500;
-        c.gamma = 0.01;
-        c.tau = 1e-4;
-    }
+    int svt = c.select == SELECT_SVT;
     run_result whole, first, second;
     run_ok(&c, MPI_COMM_WORLD, NULL, &whole);
     char path[256];
@@ -184,7 +223,8 @@ static void resume_is_exact_with(config_schedule schedule, int svt, int local_st
     strcpy(c.resume, path);
     run_ok(&c, MPI_COMM_WORLD, cut, &second);
     if (rank == 0) {
-        assert_memory_equal(whole.params, second.params, whole.n * sizeof(float));
+        if (whole.params) /* none in standalone: its rows compare the rest */
+            assert_memory_equal(whole.params, second.params, whole.n * sizeof(float));
         for (int e = 0; e < 4; e++) {
             metrics_row a = whole.rows[e], b = e < 2 ? first.rows[e] : second.rows[e];
             a.seconds = b.seconds = 0;
@@ -192,11 +232,34 @@ static void resume_is_exact_with(config_schedule schedule, int svt, int local_st
         }
         if (svt) /* the ledger survived the restart: 4 epochs' worth */
             assert_float_equal(second.rows[3].epsilon, 4 * c.dp_epsilon, 1e-9);
+        if (c.dpsgd && isinf(c.dp_max_epsilon)) { /* and DP-SGD's: 4 epochs of 13 steps */
+            dpsgd_account a;
+            assert_int_equal(dpsgd_account_init(&a, 8.0 / 100, c.dp_noise, c.dp_delta, NULL), 0);
+            assert_true(second.rows[3].epsilon == dpsgd_account_epsilon(&a, 52));
+        }
         remove(path);
     }
     run_result_free(&whole);
     run_result_free(&first);
     run_result_free(&second);
+}
+
+static void resume_is_exact_with(config_schedule schedule, int svt, int local_steps,
+                                 const run_hooks *cut)
+{
+    config_t c;
+    small_config(&c);
+    c.schedule = schedule;
+    c.local_steps = local_steps;
+    c.theta_u = 0.1;
+    c.residual = 1;
+    if (svt) {
+        c.select = SELECT_SVT;
+        c.dp_epsilon = 500;
+        c.gamma = 0.01;
+        c.tau = 1e-4;
+    }
+    resume_is_exact_config(&c, cut);
 }
 
 static void resume_is_exact(config_schedule schedule, int svt, const run_hooks *cut)
@@ -233,6 +296,33 @@ static void test_resume_is_exact_with_svt(void **state)
     (void)state;
     resume_is_exact(SCHEDULE_ROUND_ROBIN, 1, NULL);
     resume_is_exact(SCHEDULE_SYNC, 1, NULL);
+}
+
+/* DP-SGD resumes bit-exactly: the participants' streams are in the
+ * checkpoint and their steps follow from (epsilon, epochs), also for
+ * participants the cap stopped before the checkpoint (cap at 20 steps:
+ * inside epoch 2) or after it (cap at 30 steps: inside epoch 3), and in
+ * standalone mode. */
+static void test_resume_is_exact_with_dpsgd(void **state)
+{
+    (void)state;
+    config_t c;
+    dpsgd_config(&c, MODE_DSSGD, SCHEDULE_ROUND_ROBIN);
+    c.residual = 1;
+    resume_is_exact_config(&c, NULL);
+    dpsgd_config(&c, MODE_DSSGD, SCHEDULE_SYNC);
+    c.local_steps = 4;
+    resume_is_exact_config(&c, NULL);
+    dpsgd_account a;
+    assert_int_equal(dpsgd_account_init(&a, 8.0 / 100, 1.0, 1e-5, NULL), 0);
+    const uint64_t stops[] = {20, 30};
+    for (int i = 0; i < 2; i++) {
+        dpsgd_config(&c, MODE_DSSGD, SCHEDULE_ROUND_ROBIN);
+        c.dp_max_epsilon = dpsgd_account_epsilon(&a, stops[i]);
+        resume_is_exact_config(&c, NULL);
+    }
+    dpsgd_config(&c, MODE_STANDALONE, SCHEDULE_ROUND_ROBIN);
+    resume_is_exact_config(&c, NULL);
 }
 
 /* A checkpoint resumed with an option that changes the run's meaning is
@@ -595,12 +685,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sync_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_local_steps_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_svt_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_dpsgd_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_resume_is_exact_round_robin),
         cmocka_unit_test(test_resume_is_exact_random),
         cmocka_unit_test(test_resume_is_exact_sync),
         cmocka_unit_test(test_resume_is_exact_with_local_steps),
         cmocka_unit_test(test_resume_is_exact_with_svt),
+        cmocka_unit_test(test_resume_is_exact_with_dpsgd),
         cmocka_unit_test(test_resume_refuses_a_different_run),
         cmocka_unit_test(test_single_participant_full_sharing_is_plain_sgd),
         cmocka_unit_test(test_async_serves_every_participant_each_epoch),
