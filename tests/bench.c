@@ -10,8 +10,10 @@
 
 #include "bench_util.h"
 #include "dataset.h"
+#include "dpsgd.h"
 #include "err.h"
 #include "model.h"
+#include "rdp.h"
 #include "rng.h"
 #include "sgd.h"
 
@@ -208,13 +210,84 @@ static void bench_training(const bench_out *o, const dataset_t *train, const cha
     free(w);
 }
 
+/* Figure 6: DP-SGD steps/s of the MLP at an expected batch of 32 (Poisson
+ * sampling from a 600-record shard, sigma 1, C 1: noise on every one of
+ * its parameters), against plain mini-batch steps of 32 over the same
+ * records, interleaved repeat by repeat. Then the accountant: the cost of
+ * epsilon after 10^5 steps (one rdp_run_epsilon), against one DP-SGD step. */
+static void bench_dpsgd(const bench_out *o, const dataset_t *train)
+{
+    char err[ERR_LEN];
+    model_t m;
+    if (model_build(&m, "mlp", 28, 28, 10, err)) {
+        fprintf(stderr, "bench: %s\n", err);
+        exit(1);
+    }
+    enum { SHARD = 600, BATCH = 32, STEPS = 300 };
+    float *w = bench_malloc(m.num_params * sizeof *w);
+    uint32_t records[SHARD], order[SHARD], batch_buf[SHARD];
+    for (uint32_t i = 0; i < SHARD; i++)
+        records[i] = i;
+    model_ws *ws = model_ws_create(&m, BATCH);
+    dpsgd_ws *dw = dpsgd_ws_create(&m, BATCH);
+    if (!ws || !dw) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    rng_t rng;
+    rng_init(&rng, 1, 1);
+    model_init_params(&m, w, &rng);
+    dpsgd_params p = {.q = (double)BATCH / SHARD, .batch = BATCH, .clip = 1.0f, .noise = 1.0,
+                      .lr = 0.01f};
+    double t[BENCH_REPEATS], ref[BENCH_REPEATS];
+    for (int r = 0; r < BENCH_REPEATS; r++) {
+        sgd_stats stats;
+        double t0 = now_s();
+        dpsgd_train(&m, w, ws, dw, train, records, SHARD, STEPS, &p, &rng, batch_buf, &stats);
+        t[r] = now_s() - t0;
+        t0 = now_s();
+        for (int step = 0; step < STEPS; step++) {
+            if (step % (SHARD / BATCH) == 0) { /* a fresh epoch's order */
+                memcpy(order, records, sizeof order);
+                rng_shuffle_u32(&rng, order, SHARD);
+            }
+            sgd_batches(&m, w, ws, train, order + (size_t)(step % (SHARD / BATCH)) * BATCH,
+                        BATCH, BATCH, 0.01f, &stats);
+        }
+        ref[r] = now_s() - t0;
+    }
+    bench_row row = {.figure = "dpsgd", .config = "mlp batch=32 (expected), sigma=1",
+                     .unit = "steps/s", .reference = "plain step, batch 32",
+                     .target = "ratio>=0.4"};
+    row.fig = bench_rate(t, BENCH_REPEATS, STEPS);
+    row.ref = bench_rate(ref, BENCH_REPEATS, STEPS);
+    bench_emit(o, &row);
+    double acct[BENCH_REPEATS];
+    for (int r = 0; r < BENCH_REPEATS; r++) {
+        double eps, order_used, t0 = now_s();
+        if (rdp_run_epsilon(p.q, 1.0, 100000, 1e-5, &eps, &order_used, err)) {
+            fprintf(stderr, "bench: %s\n", err);
+            exit(1);
+        }
+        acct[r] = now_s() - t0;
+    }
+    bench_row arow = {.figure = "dpsgd", .config = "accountant: epsilon of 1e5 steps",
+                      .unit = "accounts/s", .reference = "one DP-SGD step", .target = ""};
+    arow.fig = bench_rate(acct, BENCH_REPEATS, 1);
+    arow.ref = bench_rate(t, BENCH_REPEATS, STEPS);
+    bench_emit(o, &arow);
+    dpsgd_ws_free(dw);
+    model_ws_free(ws);
+    free(w);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bench [--csv FILE] [--date D] [--host H] [--only FIGURES]\n"
                "  --csv FILE   append rows to FILE (no header; bench-run.sh writes it)\n"
                "  --date D     value of the date column      [today]\n"
                "  --host H     value of the host_cpu column  [unknown]\n"
-               "  --only F     comma-separated subset of train,topk,apply,wire  [all]\n");
+               "  --only F     comma-separated subset of train,topk,apply,wire,dpsgd  [all]\n");
 }
 
 int main(int argc, char **argv)
@@ -223,7 +296,7 @@ int main(int argc, char **argv)
         {"csv", required_argument, 0, 'c'}, {"date", required_argument, 0, 'd'},
         {"host", required_argument, 0, 'h'}, {"only", required_argument, 0, 'o'},
         {"help", no_argument, 0, '?'},      {0, 0, 0, 0}};
-    const char *csv = NULL, *only = "train,topk,apply,wire", *host = "unknown";
+    const char *csv = NULL, *only = "train,topk,apply,wire,dpsgd", *host = "unknown";
     char today[16];
     time_t now = time(NULL);
     strftime(today, sizeof today, "%Y-%m-%d", localtime(&now));
@@ -245,7 +318,7 @@ int main(int argc, char **argv)
     }
 
     bench_table_head();
-    if (strstr(only, "train")) {
+    if (strstr(only, "train") || strstr(only, "dpsgd")) {
         char err[ERR_LEN];
         dataset_t train;
         if (dataset_load(dataset_default_dir("fashion-mnist"), 1, &train, err)) {
@@ -253,10 +326,14 @@ int main(int argc, char **argv)
             return 1;
         }
         /* About 0.3 s (MLP) and 0.5-1 s (CNN) per repeat on the reference machine. */
-        bench_training(&o, &train, "mlp", (const int[]){1, 32, 128}, 3,
-                       (const size_t[]){20000, 60000, 60000});
-        bench_training(&o, &train, "cnn", (const int[]){1, 32, 128}, 3,
-                       (const size_t[]){2000, 2048, 2048});
+        if (strstr(only, "train")) {
+            bench_training(&o, &train, "mlp", (const int[]){1, 32, 128}, 3,
+                           (const size_t[]){20000, 60000, 60000});
+            bench_training(&o, &train, "cnn", (const int[]){1, 32, 128}, 3,
+                           (const size_t[]){2000, 2048, 2048});
+        }
+        if (strstr(only, "dpsgd"))
+            bench_dpsgd(&o, &train);
         dataset_free(&train);
     }
     if (strstr(only, "topk"))
