@@ -29,6 +29,13 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err);
 
 void dataset_free(dataset_t *ds);
 
+/* The data files dataset_load reads from dir (the training and test
+ * images and labels, each with or without ".gz", as found): writes up to 4
+ * paths of DATASET_PATH_LEN into paths and returns how many exist. For
+ * refusing an output that would overwrite one. */
+#define DATASET_PATH_LEN 4096
+int dataset_files(const char *dir, char paths[4][DATASET_PATH_LEN]);
+
 /* Checks that a model trained on `train` can be evaluated on `test`: the
  * two must have the same image shape (rows, cols and so dim). The counts
  * may differ. On a mismatch the message names both shapes and which set

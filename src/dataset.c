@@ -30,6 +30,18 @@ static int find_file(const char *dir, const char *base, char *path, size_t len, 
     return err_set(err, "%s: no readable %s or %s.gz", dir, base, base);
 }
 
+int dataset_files(const char *dir, char paths[4][DATASET_PATH_LEN])
+{
+    static const char *const bases[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    int found = 0;
+    char err[ERR_LEN];
+    for (int i = 0; i < 4 && dir; i++)
+        if (find_file(dir, bases[i], paths[found], DATASET_PATH_LEN, err) == 0)
+            found++;
+    return found;
+}
+
 int dataset_load(const char *dir, int train, dataset_t *out, char *err)
 {
     memset(out, 0, sizeof *out);

@@ -1026,6 +1026,15 @@ static int claim_paths(const config_t *c, paths_lock_t locks[2], char *err)
     if (paths_check_distinct(outputs, names, 2, err) ||
         paths_check_distinct(resumed, resumed_names, 2, err))
         return -1;
+    /* An output must not replace the data it trains on. */
+    char data[4][DATASET_PATH_LEN];
+    int nd = dataset_files(c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset), data);
+    for (int i = 0; i < 2; i++)
+        for (int d = 0; d < nd && outputs[i][0]; d++) {
+            const char *pair[2] = {outputs[i], data[d]}, *what[2] = {names[i], "a data file"};
+            if (paths_check_distinct(pair, what, 2, err))
+                return -1;
+        }
     for (int i = 0; i < 2; i++) {
         if (!outputs[i][0])
             continue;

@@ -60,6 +60,13 @@ refuse_run "exists and is a character device" --checkpoint /dev/null
 refuse_run "is a symbolic link" --metrics /dev/stdout
 refuse_run "--checkpoint and --metrics name the same file" --checkpoint "$tmp/x" --metrics "$tmp/x"
 refuse_run "--resume and --metrics name the same file" --resume "$tmp/x" --metrics "$tmp/./x"
+mkdir "$tmp/data" && cp /usr/share/datasets/fashion-mnist/* "$tmp/data/"
+refuse_run "--metrics and a data file name the same file" --data-dir "$tmp/data" \
+  --metrics "$tmp/data/t10k-labels-idx1-ubyte.gz"
+refuse_run "--checkpoint and a data file name the same file" --data-dir "$tmp/data" \
+  --checkpoint "$tmp/data/../data/train-images-idx3-ubyte.gz"
+cmp -s "$tmp/data/t10k-labels-idx1-ubyte.gz" /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ||
+  fail "a refused run changed a data file"
 mkdir "$tmp/fifo" && mkfifo "$tmp/fifo/train-images-idx3-ubyte" && : > "$tmp/fifo/train-labels-idx1-ubyte"
 refuse_run "train-images-idx3-ubyte: cannot open: not a regular file (a FIFO)" --dataset mnist \
   --data-dir "$tmp/fifo"
