@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define WIRE_MAGIC 0x44475344u   /* "DSGD" as little-endian bytes */
 #define WIRE_VERSION 2
@@ -148,6 +149,45 @@ typedef struct {
  * len + count. */
 wire_reason wire_unpack(const uint8_t *msg, size_t len, const wire_expect *expect,
                         wire_header *h, uint32_t *idx, float *val);
+
+/* The entries of a message wire_check accepted, read in order straight from
+ * its bytes, a block at a time: the server decodes and applies in one pass
+ * without copying the message into index and value arrays. The fields are
+ * wire.c's; the reader borrows msg, which must outlive it. */
+typedef struct {
+    const uint8_t *p, *end;  /* index bytes not yet read */
+    const uint8_t *values;   /* the message's count values, 4 bytes each */
+    uint64_t sum;            /* delta: running sum of the varints read */
+    uint64_t next;           /* dense, complement: next index that may be present;
+                              * bitmap: index of the current word's bit 0 */
+    uint64_t absent;         /* complement: next absent index (n: none left) */
+    uint64_t word;           /* bitmap: the current word's bits not yet read */
+    uint32_t n, left;        /* left: entries not yet read */
+    unsigned shift;          /* delta: place of the next byte in its varint */
+    uint8_t enc;
+} wire_reader;
+
+/* wire_unpack's validation alone: the same checks in the same order, the
+ * same reason, and nothing written but *h (when the header could be read)
+ * and, on WIRE_OK only, *rd, ready to read the entries. */
+wire_reason wire_check(const uint8_t *msg, size_t len, const wire_expect *expect,
+                       wire_header *h, wire_reader *rd);
+
+/* The next at most cap indices of the message, in increasing order, into
+ * idx[0..cap); returns how many (>= 1 while any are left; 0 once all count
+ * have been read, or if cap is 0). */
+size_t wire_read(wire_reader *rd, uint32_t *idx, size_t cap);
+
+/* The value of entry i (0..count-1, counted across wire_read calls). */
+static inline float wire_value(const wire_reader *rd, size_t i)
+{
+    const uint8_t *p = rd->values + 4 * i;
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 /* Reads just the header (for routing); WIRE_TRUNCATED if too short. */
 wire_reason wire_peek(const uint8_t *msg, size_t len, wire_header *h);

@@ -396,23 +396,6 @@ static wire_reason validate_deltas(const uint8_t *p, const uint8_t *end, uint64_
     return r != WIRE_OK ? r : WIRE_BAD_ENCODING;
 }
 
-/* Decodes a valid delta section into idx: a running sum of each byte's 7
- * bits at its place, plus 1 at each varint's last byte, where the sum less 1
- * is the next index. It stores at every byte and advances at last bytes
- * only: a store from inside a varint lands where its index will go. */
-static void decode_deltas(const uint8_t *p, uint64_t len, uint32_t *idx)
-{
-    uint64_t sum = 0, k = 0;
-    unsigned shift = 0;
-    for (uint64_t i = 0; i < len; i++) {
-        uint32_t b = p[i], last = b < 0x80;
-        sum += ((uint64_t)(b & 0x7f) << shift) + last;
-        idx[k] = (uint32_t)(sum - 1);
-        k += last;
-        shift = last ? 0 : shift + 7;
-    }
-}
-
 /* Reads a varint of a valid section (complement: runs of present indices
  * between absent ones make its loop branchy anyway). */
 static inline uint32_t varint_trusted(const uint8_t **pp)
@@ -439,27 +422,36 @@ static wire_reason check_bitmap(const uint8_t *bm, uint32_t n, uint32_t count)
     return ones == count ? WIRE_OK : WIRE_BAD_ENCODING;
 }
 
-static void decode_bitmap(const uint8_t *bm, uint32_t n, uint32_t *idx)
+
+/* The values: finite and within gamma. One pass that the compiler
+ * vectorizes (the largest |value| as bits: for non-negative floats the
+ * integer order is the numeric one, and every non-finite value lies above
+ * the largest finite one), then, only when it finds a fault, the loop that
+ * names the first. A gamma that is NaN or negative takes that loop alone. */
+static wire_reason check_values(const uint8_t *vs, uint32_t count, float gamma)
 {
-    uint64_t nb = bitmap_bytes(n), i = 0;
-    uint32_t k = 0;
-    for (; i < nb; i += 8) {
-        uint64_t w = 0;
-        if (i + 8 <= nb) {
-            w = get64(bm + i);
-        } else {
-            for (uint64_t b = i; b < nb; b++)
-                w |= (uint64_t)bm[b] << (8 * (b - i));
+    if (gamma >= 0) {
+        uint32_t limit = float_bits(fabsf(gamma)), top = 0;
+        limit = limit < 0x7f7fffffu ? limit : 0x7f7fffffu; /* the largest finite float */
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t a = get32(vs + 4 * (size_t)i) & 0x7fffffffu;
+            top = a > top ? a : top;
         }
-        while (w) {
-            idx[k++] = (uint32_t)(8 * i + (uint64_t)__builtin_ctzll(w));
-            w &= w - 1;
-        }
+        if (top <= limit)
+            return WIRE_OK;
     }
+    for (uint32_t i = 0; i < count; i++) {
+        float v = bits_float(get32(vs + 4 * (size_t)i));
+        if (!isfinite(v))
+            return WIRE_NOT_FINITE;
+        if (fabsf(v) > gamma)
+            return WIRE_OUT_OF_BOUNDS;
+    }
+    return WIRE_OK;
 }
 
-wire_reason wire_unpack(const uint8_t *msg, size_t len, const wire_expect *e, wire_header *h,
-                        uint32_t *idx, float *val)
+wire_reason wire_check(const uint8_t *msg, size_t len, const wire_expect *e, wire_header *h,
+                       wire_reader *rd)
 {
     wire_reason r = wire_peek(msg, len, h);
     if (r != WIRE_OK)
@@ -502,8 +494,8 @@ wire_reason wire_unpack(const uint8_t *msg, size_t len, const wire_expect *e, wi
     if (exact && (uint64_t)len > want)
         return WIRE_BAD_LENGTH;
 
-    /* First pass validates everything, so a refused message writes nothing
-     * the caller could mistake for data. */
+    /* Everything is checked here, so a refused message is never read for
+     * data; the reader then trusts the bytes. */
     const uint8_t *is = msg + WIRE_HEADER_BYTES, *vs = msg + len - values;
     switch (enc) {
     case WIRE_ENC_DELTA: r = validate_deltas(is, vs, count, n); break;
@@ -513,43 +505,122 @@ wire_reason wire_unpack(const uint8_t *msg, size_t len, const wire_expect *e, wi
     }
     if (r != WIRE_OK)
         return r;
-    for (uint32_t i = 0; i < count; i++) {
-        float v = bits_float(get32(vs + 4 * (size_t)i));
-        if (!isfinite(v))
-            return WIRE_NOT_FINITE;
-        if (fabsf(v) > e->gamma)
-            return WIRE_OUT_OF_BOUNDS;
-    }
+    r = check_values(vs, count, e->gamma);
+    if (r != WIRE_OK)
+        return r;
 
-    /* Second pass: the same bytes, known good. */
-    const uint8_t *p = is;
-    uint64_t base = 0;
-    switch (enc) {
-    case WIRE_ENC_DELTA:
-        decode_deltas(is, (uint64_t)(vs - is), idx);
-        break;
-    case WIRE_ENC_BITMAP:
-        decode_bitmap(is, n, idx);
-        break;
-    case WIRE_ENC_DENSE:
-        for (uint32_t i = 0; i < count; i++)
-            idx[i] = i;
-        break;
-    case WIRE_ENC_COMPLEMENT: {
-        /* Every index not yet emitted below an absent one is present. */
-        uint32_t k = 0;
-        for (uint32_t a = 0; a < n - count; a++) {
-            uint64_t absent = base + varint_trusted(&p);
-            for (; base < absent; base++)
-                idx[k++] = (uint32_t)base;
-            base = absent + 1;
+    *rd = (wire_reader){.p = is, .end = vs, .values = vs, .n = n, .left = count, .enc = enc};
+    if (enc == WIRE_ENC_BITMAP) {
+        rd->next = (uint64_t)0 - 64; /* the first word read starts at index 0 */
+    } else if (enc == WIRE_ENC_COMPLEMENT) {
+        rd->absent = rd->p < rd->end ? varint_trusted(&rd->p) : n;
+    }
+    return WIRE_OK;
+}
+
+/* A valid delta section, up to cap bytes at a time (so at most cap
+ * indices): a running sum of each byte's 7 bits at its place, plus 1 at
+ * each varint's last byte, where the sum less 1 is the next index. It
+ * stores at every byte and advances at last bytes only (no branch on a
+ * varint's length: at density 0.01 about 3 gaps in 10 take 2 bytes, at
+ * random): a store from inside a varint lands where its index will go, and
+ * a varint cut by the end of a chunk goes on in the next. */
+static size_t decode_deltas(wire_reader *rd, uint32_t *idx, size_t cap)
+{
+    uint64_t sum = rd->sum, k = 0;
+    unsigned shift = rd->shift;
+    const uint8_t *p = rd->p;
+    while (k == 0 && p < rd->end) {
+        uint64_t avail = (uint64_t)(rd->end - p), len = avail < cap ? avail : cap;
+        for (uint64_t i = 0; i < len; i++) {
+            uint32_t b = p[i], last = b < 0x80;
+            sum += ((uint64_t)(b & 0x7f) << shift) + last;
+            idx[k] = (uint32_t)(sum - 1);
+            k += last;
+            shift = last ? 0 : shift + 7;
         }
-        for (; base < n; base++)
-            idx[k++] = (uint32_t)base;
+        p += len;
+    }
+    rd->p = p;
+    rd->sum = sum;
+    rd->shift = shift;
+    return (size_t)k;
+}
+
+/* Every index not yet emitted below the next absent one is present. */
+static size_t decode_complement(wire_reader *rd, uint32_t *idx, size_t cap)
+{
+    size_t k = 0;
+    uint64_t next = rd->next, absent = rd->absent;
+    while (k < cap && next < rd->n) {
+        if (next < absent) {
+            uint64_t run = absent - next, room = cap - k;
+            for (uint64_t t = run < room ? run : room; t > 0; t--)
+                idx[k++] = (uint32_t)next++;
+        } else {
+            next = absent + 1;
+            absent = rd->p < rd->end ? next + varint_trusted(&rd->p) : rd->n;
+        }
+    }
+    rd->next = next;
+    rd->absent = absent;
+    return k;
+}
+
+/* 64 bits at a time; `next` is the index of the current word's bit 0. */
+static size_t decode_bitmap(wire_reader *rd, uint32_t *idx, size_t cap)
+{
+    size_t k = 0, want = cap < rd->left ? cap : rd->left;
+    uint64_t word = rd->word;
+    while (k < want) {
+        while (word == 0) { /* left > 0: a set bit lies ahead */
+            uint64_t avail = (uint64_t)(rd->end - rd->p);
+            if (avail >= 8) {
+                word = get64(rd->p);
+            } else {
+                for (uint64_t b = 0; b < avail; b++)
+                    word |= (uint64_t)rd->p[b] << (8 * b);
+            }
+            rd->p += avail < 8 ? avail : 8;
+            rd->next += 64;
+        }
+        idx[k++] = (uint32_t)(rd->next + (uint64_t)__builtin_ctzll(word));
+        word &= word - 1;
+    }
+    rd->word = word;
+    return k;
+}
+
+size_t wire_read(wire_reader *rd, uint32_t *idx, size_t cap)
+{
+    if (cap == 0 || rd->left == 0)
+        return 0;
+    size_t k = 0;
+    switch (rd->enc) {
+    case WIRE_ENC_DELTA: k = decode_deltas(rd, idx, cap); break;
+    case WIRE_ENC_BITMAP: k = decode_bitmap(rd, idx, cap); break;
+    case WIRE_ENC_COMPLEMENT: k = decode_complement(rd, idx, cap); break;
+    case WIRE_ENC_DENSE:
+        k = cap < rd->left ? cap : rd->left;
+        for (size_t i = 0; i < k; i++)
+            idx[i] = (uint32_t)rd->next++;
         break;
     }
-    }
-    for (uint32_t i = 0; i < count; i++)
-        val[i] = bits_float(get32(vs + 4 * (size_t)i));
+    rd->left -= (uint32_t)k;
+    return k;
+}
+
+wire_reason wire_unpack(const uint8_t *msg, size_t len, const wire_expect *e, wire_header *h,
+                        uint32_t *idx, float *val)
+{
+    wire_reader rd;
+    wire_reason r = wire_check(msg, len, e, h, &rd);
+    if (r != WIRE_OK)
+        return r;
+    size_t k = 0, m;
+    while ((m = wire_read(&rd, idx + k, h->count - k)) > 0)
+        k += m;
+    for (uint32_t i = 0; i < h->count; i++)
+        val[i] = wire_value(&rd, i);
     return WIRE_OK;
 }

@@ -553,6 +553,223 @@ static void test_server_refuses_bad_uploads_without_any_change(void **state)
     server_free(s);
 }
 
+/* A server of n = 203 (w[j] = j / 7) for the end-of-message tests below. */
+#define END_N 203
+static server_t *end_server(config_aggregate rule)
+{
+    float init[END_N];
+    for (int j = 0; j < END_N; j++)
+        init[j] = (float)j / 7;
+    server_opts o = {.n = END_N, .k_up = END_N, .k_down = 10, .gamma = 1.0f,
+                     .download = DOWNLOAD_STAT, .stat_decay = 1, .seed = 3, .aggregate = rule,
+                     .server_lr = 0.5f, .server_momentum = 0.25f, .participants = 4};
+    return server_create(&o, init);
+}
+
+static void upload_as(server_t *s, uint32_t count, const uint32_t *idx, const float *val,
+                      wire_encoding enc, uint8_t *buf, size_t *len)
+{
+    wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, 1, 5, END_N, count};
+    *len = wire_pack_as(buf, wire_size(END_N), &h, idx, val, enc);
+    assert_true(*len > 0);
+    (void)s;
+}
+
+/* The server decodes and applies in one pass after checking the whole
+ * message: a message valid but for its LAST index or its LAST value, in
+ * each encoding, changes nothing (parameters, statistic, accepted and
+ * staleness counters, and with the mean rule the open round: ending it gives
+ * what a server that never saw the message gives), and is counted under its
+ * reason. */
+static void test_server_refuses_an_upload_bad_only_at_its_end(void **state)
+{
+    (void)state;
+    static uint8_t buf[WIRE_HEADER_BYTES + 8 * END_N + 15];
+    uint32_t idx[END_N];
+    float val[END_N];
+    const config_aggregate rules[] = {AGGREGATE_SUM, AGGREGATE_MEAN};
+    const wire_encoding encs[] = {WIRE_ENC_DELTA, WIRE_ENC_BITMAP, WIRE_ENC_DENSE,
+                                  WIRE_ENC_COMPLEMENT};
+    for (size_t ri = 0; ri < 2; ri++) {
+        server_t *s = end_server(rules[ri]), *twin = end_server(rules[ri]);
+        server_round_begin(s);
+        server_round_begin(twin);
+        /* One good upload first, so nothing is all zero. */
+        for (uint32_t i = 0; i < 30; i++) {
+            idx[i] = 6 * i + 1;
+            val[i] = 0.03f * (float)i - 0.4f;
+        }
+        size_t len;
+        upload_as(s, 30, idx, val, WIRE_ENC_DELTA, buf, &len);
+        assert_int_equal(server_apply_upload(s, buf, len, 1, 5), WIRE_OK);
+        assert_int_equal(server_apply_upload(twin, buf, len, 1, 5), WIRE_OK);
+        float w0[END_N];
+        double stat0[END_N];
+        memcpy(w0, server_params(s), sizeof w0);
+        memcpy(stat0, server_stat(s), sizeof stat0);
+        uint64_t c0, sum0, max0, rejected = 0;
+        server_staleness(s, &c0, &sum0, &max0);
+        for (size_t ei = 0; ei < 4; ei++) {
+            wire_encoding enc = encs[ei];
+            /* delta: the last two indices 190, 191, a 1-byte last gap;
+             * complement: the absent 10, 80, 150 (1-byte varints) */
+            uint32_t count = enc == WIRE_ENC_DENSE ? END_N
+                           : enc == WIRE_ENC_COMPLEMENT ? END_N - 3
+                           : enc == WIRE_ENC_BITMAP ? 101 : 20;
+            uint32_t k = 0;
+            for (uint32_t j = 0; j < END_N && k < count; j++) {
+                int take = enc == WIRE_ENC_DENSE ? 1
+                         : enc == WIRE_ENC_COMPLEMENT ? j != 10 && j != 80 && j != 150
+                         : enc == WIRE_ENC_BITMAP ? j % 2 == 0
+                         : j >= 191 - (count - 1);
+                if (take) {
+                    idx[k] = j;
+                    val[k++] = 0.25f - 0.01f * (float)(j % 50);
+                }
+            }
+            assert_int_equal(k, count);
+            for (int fault = 0; fault < 3; fault++) {
+                upload_as(s, count, idx, val, enc, buf, &len);
+                size_t vals = len - 4 * (size_t)count, last_index = vals - 1;
+                wire_reason want;
+                if (fault == 0) { /* the last index moves to >= n */
+                    if (enc == WIRE_ENC_DENSE)
+                        continue; /* no index section */
+                    if (enc == WIRE_ENC_BITMAP) {
+                        uint32_t j = idx[count - 1];
+                        buf[WIRE_HEADER_BYTES + j / 8] &= (uint8_t)~(1u << (j % 8));
+                        buf[WIRE_HEADER_BYTES + 205 / 8] |= 1u << (205 % 8);
+                    } else {
+                        assert_true(buf[last_index] < 0x80);
+                        buf[last_index] = 0x7f;
+                    }
+                    want = WIRE_BAD_INDEX;
+                } else if (fault == 1) {
+                    tu_put32(buf + len - 4, 0x7fc00000u); /* NaN */
+                    want = WIRE_NOT_FINITE;
+                } else {
+                    float big = 1.5f; /* beyond gamma = 1 */
+                    uint32_t u;
+                    memcpy(&u, &big, 4);
+                    tu_put32(buf + len - 4, u);
+                    want = WIRE_OUT_OF_BOUNDS;
+                }
+                uint64_t before = server_rejected_for(s, want);
+                assert_int_equal(server_apply_upload(s, buf, len, 1, 5), want);
+                rejected++;
+                assert_int_equal(server_rejected_for(s, want), before + 1);
+                assert_memory_equal(server_params(s), w0, sizeof w0);
+                assert_memory_equal(server_stat(s), stat0, sizeof stat0);
+                uint64_t c, sum, max;
+                server_staleness(s, &c, &sum, &max);
+                assert_true(c == c0 && sum == sum0 && max == max0);
+                assert_int_equal(server_accepted(s), 1);
+                assert_int_equal(server_rejected(s), rejected);
+            }
+        }
+        server_round_end(s);
+        server_round_end(twin);
+        assert_memory_equal(server_params(s), server_params(twin), END_N * sizeof(float));
+        assert_memory_equal(server_stat(s), server_stat(twin), END_N * sizeof(double));
+        server_free(s);
+        server_free(twin);
+    }
+}
+
+/* The fused decode-and-apply gives the same bits as the rules applied
+ * plainly to the entries that were packed (not decoded): sum with eta_s 1
+ * and 0.7, staleness (a = 0.5, tolerance 1), mean in rounds with a server
+ * momentum; uploads in every encoding, from one entry to all n, so blocks
+ * are crossed and cut anywhere. */
+static void test_server_apply_matches_plain_rules_bit_for_bit(void **state)
+{
+    (void)state;
+    enum { NP = 4, N_REF = 1000 };
+    const size_t n = N_REF;
+    static uint8_t buf[WIRE_HEADER_BYTES + 8 * N_REF + 15];
+    static uint32_t idx[N_REF];
+    static float val[N_REF], w[N_REF], init[N_REF], u[N_REF];
+    static double stat[N_REF], rsum[N_REF];
+    static uint32_t rcount[N_REF];
+    const double densities[] = {0.001, 0.01, 0.1, 0.5, 0.999, 1};
+    const wire_encoding encs[] = {WIRE_ENC_DELTA, WIRE_ENC_BITMAP, WIRE_ENC_DENSE,
+                                  WIRE_ENC_COMPLEMENT};
+    struct { config_aggregate rule; float lr; } cases[] = {
+        {AGGREGATE_SUM, 1.0f}, {AGGREGATE_SUM, 0.7f}, {AGGREGATE_STALENESS, 0.9f},
+        {AGGREGATE_MEAN, 0.6f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        rng_t rng;
+        rng_init(&rng, 17, ci + 1);
+        for (size_t j = 0; j < n; j++)
+            init[j] = (float)rng_normal(&rng);
+        server_opts o = {.n = n, .k_up = n, .k_down = 10, .gamma = INFINITY,
+                         .download = DOWNLOAD_STAT, .stat_decay = 1, .seed = 3,
+                         .aggregate = cases[ci].rule, .server_lr = cases[ci].lr,
+                         .server_momentum = 0.3f, .staleness_exponent = 0.5,
+                         .staleness_tolerance = 1, .participants = NP};
+        server_t *s = server_create(&o, init);
+        assert_non_null(s);
+        memcpy(w, init, sizeof w);
+        memset(stat, 0, sizeof stat);
+        memset(u, 0, sizeof u);
+        memset(rsum, 0, sizeof rsum);
+        memset(rcount, 0, sizeof rcount);
+        uint64_t accepted = 0, version[NP] = {0};
+        int mean = cases[ci].rule == AGGREGATE_MEAN;
+        for (size_t di = 0; di < sizeof densities / sizeof densities[0]; di++) {
+            if (mean)
+                server_round_begin(s);
+            for (size_t ei = 0; ei < 4; ei++) {
+                uint32_t p = (uint32_t)((di + ei) % NP);
+                if (ei % 2 == 0) {
+                    assert_true(server_pack_download(s, p, 5, 0, buf, sizeof buf) > 0);
+                    version[p] = accepted;
+                }
+                uint32_t count = 0;
+                for (uint32_t j = 0; j < n; j++)
+                    if (encs[ei] == WIRE_ENC_DENSE || rng_uniform(&rng) < densities[di]) {
+                        idx[count] = j;
+                        val[count++] = 0.1f * (float)rng_normal(&rng);
+                    }
+                wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p, 5, (uint32_t)n,
+                                 count};
+                size_t len = wire_pack_as(buf, sizeof buf, &h, idx, val, encs[ei]);
+                assert_true(len > 0);
+                assert_int_equal(server_apply_upload(s, buf, len, p, 5), WIRE_OK);
+                /* the rule, plainly */
+                uint64_t stale = accepted - version[p];
+                float step = cases[ci].lr;
+                if (cases[ci].rule == AGGREGATE_STALENESS)
+                    step = (float)(cases[ci].lr *
+                                   pow(1.0 + (double)(stale > 1 ? stale - 1 : 0), -0.5));
+                for (uint32_t i = 0; i < count; i++) {
+                    if (mean) {
+                        rsum[idx[i]] += val[i];
+                        rcount[idx[i]]++;
+                    } else {
+                        w[idx[i]] += step * val[i];
+                    }
+                    stat[idx[i]] += 1.0;
+                }
+                accepted++;
+            }
+            if (mean) {
+                server_round_end(s);
+                for (size_t j = 0; j < n; j++) {
+                    double m = rcount[j] ? rsum[j] / rcount[j] : 0;
+                    u[j] = (float)(0.3f * (double)u[j] + m);
+                    w[j] += (float)(0.6f * (double)u[j]);
+                    rsum[j] = 0;
+                    rcount[j] = 0;
+                }
+            }
+            assert_memory_equal(server_params(s), w, sizeof w);
+            assert_memory_equal(server_stat(s), stat, sizeof stat);
+        }
+        server_free(s);
+    }
+}
+
 /* --download stat sends the most-updated entries (ties to lower index). */
 static void test_stat_download_sends_the_most_updated_entries(void **state)
 {
@@ -599,6 +816,8 @@ int main(void)
         cmocka_unit_test(test_staleness_rule_weighs_by_uploads_applied_since_the_download),
         cmocka_unit_test(test_staleness_tolerance_is_a_hinge),
         cmocka_unit_test(test_sum_rule_is_the_papers),
+        cmocka_unit_test(test_server_refuses_an_upload_bad_only_at_its_end),
+        cmocka_unit_test(test_server_apply_matches_plain_rules_bit_for_bit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

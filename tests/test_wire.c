@@ -1325,6 +1325,97 @@ static void test_pack_dense_equals_pack_of_every_index(void **state)
     }
 }
 
+/* wire_read, a block at a time for any block size, gives exactly the
+ * entries wire_unpack gives (the server's fused apply reads uploads this
+ * way), in every encoding, at densities from one entry to all, with n not
+ * a multiple of 8 or 64 and varints of up to 3 bytes; wire_value(i) is the
+ * value of the i-th entry across blocks. A block never holds more than cap
+ * indices (a sentinel after it survives). */
+static void test_reader_blocks_give_what_unpack_gives(void **state)
+{
+    (void)state;
+    const uint32_t sizes[] = {1, 9, 70, 1000, 40000};
+    /* 0.0001 of 40000: gaps above 2^14, varints of 3 bytes */
+    const double densities[] = {0, 0.0001, 0.001, 0.01, 0.1, 0.5, 0.97, 1};
+    const size_t caps[] = {1, 2, 3, 5, 16, 63, 64, 100000};
+    rng_t rng;
+    rng_init(&rng, 5, 41);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        uint32_t n = sizes[si];
+        uint32_t *idx = malloc(n * sizeof *idx), *ui = malloc(n * sizeof *ui),
+                 *got = malloc(n * sizeof *got), *blk = malloc((n + 1) * sizeof *blk);
+        float *val = malloc(n * sizeof *val), *uv = malloc(n * sizeof *uv);
+        uint8_t *buf = malloc(wire_size(n));
+        assert_true(idx && ui && got && blk && val && uv && buf);
+        for (size_t di = 0; di < sizeof densities / sizeof densities[0]; di++) {
+            uint32_t count = 0;
+            for (uint32_t j = 0; j < n; j++)
+                if (rng_uniform(&rng) < densities[di] || (densities[di] > 0 && count == 0 &&
+                                                          j == n - 1)) {
+                    idx[count] = j;
+                    val[count++] = (float)rng_normal(&rng);
+                }
+            wire_header h = header_n(n, count);
+            wire_expect e = {WIRE_UPLOAD, 3, 7, n, n, INFINITY};
+            for (int ei = 0; ei < ENCODINGS; ei++) {
+                size_t len = wire_pack_as(buf, wire_size(n), &h, idx, val, all_encodings[ei]);
+                if (len == 0)
+                    continue; /* dense with count != n */
+                wire_header hu, hc;
+                assert_int_equal(wire_unpack(buf, len, &e, &hu, ui, uv), WIRE_OK);
+                assert_int_equal(hu.count, count);
+                assert_memory_equal(ui, idx, count * sizeof *idx);
+                for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+                    size_t cap = caps[ci] < n ? caps[ci] : n, k = 0, m;
+                    wire_reader rd;
+                    assert_int_equal(wire_check(buf, len, &e, &hc, &rd), WIRE_OK);
+                    assert_int_equal(hc.count, count);
+                    blk[cap] = SENTINEL_IDX;
+                    while ((m = wire_read(&rd, blk, cap)) > 0) {
+                        assert_true(m <= cap && k + m <= count);
+                        assert_int_equal(blk[cap], SENTINEL_IDX);
+                        memcpy(got + k, blk, m * sizeof *blk);
+                        k += m;
+                    }
+                    assert_int_equal(k, count);
+                    assert_memory_equal(got, ui, count * sizeof *ui);
+                    assert_int_equal(wire_read(&rd, blk, cap), 0); /* stays at the end */
+                    for (uint32_t i = 0; i < count; i++)
+                        assert_int_equal(bits(wire_value(&rd, i)), bits(uv[i]));
+                }
+            }
+        }
+        free(idx); free(ui); free(got); free(blk); free(val); free(uv); free(buf);
+    }
+}
+
+/* wire_check refuses what wire_unpack refuses, for the same reason, and
+ * leaves the reader as it was (here, all sentinel bytes). */
+static void test_check_refuses_like_unpack_and_leaves_the_reader(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    size_t len = pack_base(buf, sizeof buf);
+    wire_expect e = base_expect();
+    for (size_t at = 0; at < len; at++) {
+        for (int flip = 1; flip < 256; flip <<= 1) {
+            buf[at] ^= (uint8_t)flip;
+            outputs o;
+            outputs_fill(&o);
+            wire_header h;
+            wire_reader rd, blank;
+            memset(&rd, 0xA5, sizeof rd);
+            memcpy(&blank, &rd, sizeof rd);
+            wire_reason ru = wire_unpack(buf, len, &e, &h, o.idx, o.val);
+            wire_reason rc = wire_check(buf, len, &e, &h, &rd);
+            assert_int_equal(rc, ru);
+            if (rc != WIRE_OK)
+                assert_memory_equal(&rd, &blank, sizeof rd);
+            buf[at] ^= (uint8_t)flip;
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1369,6 +1460,8 @@ int main(void)
         cmocka_unit_test(test_truncation_at_every_byte_and_trailing_bytes),
         cmocka_unit_test(test_reason_names_distinct_and_non_empty),
         cmocka_unit_test(test_random_mutations_never_overrun_and_ok_means_valid),
+        cmocka_unit_test(test_reader_blocks_give_what_unpack_gives),
+        cmocka_unit_test(test_check_refuses_like_unpack_and_leaves_the_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
