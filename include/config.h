@@ -80,6 +80,14 @@ typedef struct {
                                          before the server stops the job; 0 = never */
     double divergence_factor;         /* stop when the global loss passes this many times
                                          the first epoch's; 0 = off */
+    /* privacy audit (docs/DESIGN.md, Privacy audit) */
+    char audit[CONFIG_PATH_LEN];      /* "" = no audit */
+    char audit_scores[CONFIG_PATH_LEN]; /* "" = none */
+    int audit_every;                  /* epochs between audits (and always the last) */
+    size_t audit_holdout;             /* records withheld from training; 0 = the default
+                                         with --audit, none without: see
+                                         config_audit_holdout */
+    size_t audit_sample;              /* members (and non-members) per participant */
 } config_t;
 
 void config_defaults(config_t *c);
@@ -126,6 +134,13 @@ const char *config_aggregate_name(config_aggregate a);
  * round-robin and random (the paper's), mean for sync, staleness for
  * async. */
 config_aggregate config_aggregate_rule(const config_t *c);
+
+/* The records the run withholds from training for the audit's non-members:
+ * --audit-holdout N when given, else CONFIG_AUDIT_HOLDOUT with --audit and
+ * 0 without (no holdout: the partition is the same as before the audit
+ * existed). */
+#define CONFIG_AUDIT_HOLDOUT 2000
+size_t config_audit_holdout(const config_t *c);
 const char *config_partition_name(dataset_partition p);
 
 #endif

@@ -172,6 +172,26 @@ static int check_data_dir(const char *v, char *err) { return check_path("data-di
 static int check_checkpoint(const char *v, char *err) { return check_path("checkpoint", v, err); }
 static int check_resume(const char *v, char *err) { return check_path("resume", v, err); }
 static int check_metrics(const char *v, char *err) { return check_path("metrics", v, err); }
+static int check_audit(const char *v, char *err) { return check_path("audit", v, err); }
+static int check_audit_scores(const char *v, char *err)
+{
+    return check_path("audit-scores", v, err);
+}
+
+size_t config_audit_holdout(const config_t *c)
+{
+    return c->audit_holdout ? c->audit_holdout : c->audit[0] ? CONFIG_AUDIT_HOLDOUT : 0;
+}
+static int when_audit(const config_t *c) { return c->audit[0] != '\0'; }
+static int when_holdout(const config_t *c) { return config_audit_holdout(c) > 0; }
+/* The holdout in force: what decides the partition, so what a checkpoint
+ * saves and a resume compares. */
+static const char *holdout_text(const config_t *c)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%zu", config_audit_holdout(c));
+    return buf;
+}
 
 static const char USAGE_HEAD[] =
     "usage: dssgd train [options]      (run under mpirun: rank 0 is the server)\n"
@@ -186,6 +206,7 @@ static const char USAGE_HEAD[] =
 #define STATE "State (modes dssgd and standalone)"
 #define AGGREGATION "Aggregation (mode dssgd)"
 #define DPSGD "DP-SGD (--dpsgd: record-level (epsilon, delta)-DP, every mode)"
+#define AUDIT "Privacy audit (modes dssgd and standalone)"
 static const config_option options[] = {
     {.name = "dataset", .kind = KIND_STRING, FIELD(dataset, char *), NAMES(dataset_names),
      .def_str = "fashion-mnist",
@@ -417,12 +438,44 @@ static const config_option options[] = {
      .section = "Failures", .metavar = "F",
      .help = "stop when the global loss is not finite or passes\n"
              "F times the first epoch's; 0 = never"},
+    {.name = "audit", .kind = KIND_STRING, FIELD(audit, char *), .check = check_audit,
+     .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_audit,
+     .section = AUDIT, .metavar = "FILE",
+     .help = "membership-inference audit: AUC and TPR at 1% FPR of\n"
+             "the loss and server-view attacks, CSV (rank 0)", .help_default = "[none]"},
+    {.name = "audit-every", .kind = KIND_INT, FIELD(audit_every, int),
+     .imin = 1, .imax = 1000000, .def = 5,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST, .shown = when_audit,
+     .applies = "--audit FILE",
+     .section = AUDIT, .metavar = "K", .help = "audit every K epochs, and always the last"},
+    {.name = "audit-holdout", .kind = KIND_SIZE, FIELD(audit_holdout, size_t),
+     .imin = 1, .imax = 1LL << 31, .def = 0, /* 0 = not given, outside the range */
+     .resume = RESUME_MUST_MATCH, .absent = "0", .saved = holdout_text,
+     .print = PRINT_LAST, .shown = when_holdout, .display = holdout_text,
+     .section = AUDIT, .metavar = "N",
+     .help = "training records withheld from every shard as the\n"
+             "audit's non-members (given without --audit: the same\n"
+             "training, unaudited)", .help_default = "[2000 with --audit, else 0]"},
+    {.name = "audit-sample", .kind = KIND_SIZE, FIELD(audit_sample, size_t),
+     .imin = 1, .imax = 1LL << 31, .def = 200,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST, .shown = when_audit,
+     .applies = "--audit FILE",
+     .section = AUDIT, .metavar = "M",
+     .help = "members audited per participant, and as many\n"
+             "non-members (fewer if its shard or the holdout is)"},
+    {.name = "audit-scores", .kind = KIND_STRING, FIELD(audit_scores, char *),
+     .check = check_audit_scores,
+     .resume = RESUME_NOT_SAVED, .print = PRINT_LAST, .shown = when_audit,
+     .applies = "--audit FILE",
+     .section = AUDIT, .metavar = "FILE",
+     .help = "every audited score, CSV (for ROC curves)", .help_default = "[none]"},
 };
 #undef PROTOCOL
 #undef PRIVACY
 #undef STATE
 #undef AGGREGATION
 #undef DPSGD
+#undef AUDIT
 
 enum { N_OPTIONS = COUNT(options) };
 
@@ -676,6 +729,24 @@ int config_validate(const config_t *c, char *err)
         return err_set(err, "--checkpoint and --resume apply to modes dssgd and standalone");
     if (c->checkpoint_every && !c->checkpoint[0])
         return err_set(err, "--checkpoint-every needs --checkpoint FILE");
+    if (c->audit[0] && c->mode == MODE_CENTRALIZED)
+        return err_set(err, "--audit applies to modes dssgd and standalone");
+    if (c->audit_scores[0] && !c->audit[0])
+        return err_set(err, "--audit-scores needs --audit FILE");
+    if (c->audit[0]) {
+        const char *other[] = {c->metrics, c->checkpoint, c->resume, c->audit_scores};
+        const char *names[] = {"--metrics", "--checkpoint", "--resume", "--audit-scores"};
+        for (int i = 0; i < 4; i++)
+            if (strcmp(c->audit, other[i]) == 0)
+                return err_set(err, "--audit and %s name one file: %s", names[i], c->audit);
+    }
+    for (int i = 0; c->audit_scores[0] && i < 3; i++) {
+        const char *other[] = {c->metrics, c->checkpoint, c->resume};
+        const char *names[] = {"--metrics", "--checkpoint", "--resume"};
+        if (strcmp(c->audit_scores, other[i]) == 0)
+            return err_set(err, "--audit-scores and %s name one file: %s", names[i],
+                           c->audit_scores);
+    }
     if (c->select == SELECT_SVT && c->local_steps > 0 && c->mode == MODE_DSSGD)
         return err_set(err, "--local-steps applies to --select largest or random: --select "
                        "svt spends --dp-epsilon once per epoch, on one upload");

@@ -88,6 +88,12 @@ static int setup(run_state *st, char *err)
         return -1;
     if (dataset_check_compatible(&st->train, &st->test, err))
         return err_prefix(err, "%s", dir);
+    /* The audit's non-members leave the training set before any shard is
+     * drawn, so no partition can hand them out (docs/DESIGN.md, Privacy
+     * audit). Without a holdout nothing moves: the same shards as ever. */
+    if (config_audit_holdout(c) > 0 &&
+        audit_carve_holdout(&st->train, config_audit_holdout(c), c->seed, &st->holdout, err))
+        return -1;
     if (model_build(&st->model, c->model, st->train.rows, st->train.cols, DATASET_NUM_CLASSES,
                     err))
         return -1;
@@ -210,6 +216,8 @@ static void teardown(run_state *st)
     dataset_shards_free(&st->shards);
     dataset_free(&st->train);
     dataset_free(&st->test);
+    dataset_free(&st->holdout);
+    audit_free(st->audit);
 }
 
 /* ---- participant side (any rank hosting participants) ------------------ */
@@ -693,6 +701,61 @@ static int save_checkpoint(run_state *st, int epoch, char *err)
     return rc;
 }
 
+/* ---- privacy audit (rank 0) ------------------------------------------ */
+
+/* Rank 0 with --audit: draws the samples and opens the files. */
+static int audit_start(run_state *st, char *err)
+{
+    const config_t *c = st->cfg;
+    audit_opts o = {.model = &st->model, .train = &st->train, .holdout = &st->holdout,
+                    .shards = &st->shards, .seed = c->seed, .sample = c->audit_sample,
+                    .every = c->audit_every, .epochs = c->epochs, .rounds = st->rounds,
+                    .k_up = st->k_up, .path = c->audit, .scores_path = c->audit_scores,
+                    .append = c->resume[0] != '\0'};
+    st->audit = audit_create(&o, err);
+    return st->audit ? 0 : -1;
+}
+
+/* An audit epoch's loss attacks: on the global model, and on every
+ * participant's own model, which the workers send as they do for a
+ * checkpoint (CMD_GATHER: they copy their state out and change nothing).
+ * The server view was scored as the epoch's first uploads came in. */
+static int audit_epoch(run_state *st, int epoch, const float *global, char *err)
+{
+    const config_t *c = st->cfg;
+    transport_t *t = &st->tr;
+    int N = c->participants;
+    size_t bytes = st->n * sizeof(float);
+    if (global)
+        audit_global(st->audit, global);
+    for (int r = run_first_host(t->size); r < t->size; r++)
+        if (r != t->rank)
+            transport_send_cmd(t, r, CMD_GATHER, epoch, -1);
+    float *params = malloc(bytes), *residual = c->residual ? malloc(bytes) : NULL;
+    if (!params || (c->residual && !residual))
+        transport_fatal(t, "out of memory for the audit");
+    double limit = transport_reply_limit(t, 1);
+    for (int r = run_first_host(t->size); r < t->size; r++)
+        for (int s = 0; s < run_hosted_by(t->size, N, r); s++) {
+            int p = run_participant_at(t->size, r, s);
+            if (r == t->rank) {
+                audit_participant(st->audit, (uint32_t)p, participant_params(st->local[s]));
+                continue;
+            }
+            uint64_t rng[RNG_STATE_WORDS];
+            double eps;
+            recv_state(st, r, params, bytes, limit, "participant parameters");
+            if (residual)
+                recv_state(st, r, residual, bytes, limit, "a participant residual");
+            recv_state(st, r, rng, sizeof rng, limit, "a participant rng state");
+            recv_state(st, r, &eps, sizeof eps, limit, "a participant epsilon");
+            audit_participant(st->audit, (uint32_t)p, params);
+        }
+    free(params);
+    free(residual);
+    return audit_write_epoch(st->audit, epoch, err);
+}
+
 /* The participant of the checkpoint that has spent the most epsilon (the
  * first of equals); -1 if it has none. */
 static int most_spent(const ckpt_state *cs)
@@ -954,6 +1017,8 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     } else {
         schedule_initial(st);
     }
+    if (rc == 0 && c->audit[0])
+        rc = audit_start(st, err);
 
     double reference = dssgd && rc == 0 && c->divergence_factor > 0
                            ? start_loss(st, server_params(st->server)) : 0;
@@ -973,6 +1038,8 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
         rc = emit_row(st, metrics, &row, result, err);
         if (rc == 0)
             rc = check_divergence(st, &row, reference, err);
+        if (rc == 0 && st->audit && audit_epoch_due(st->audit, e))
+            rc = audit_epoch(st, e, dssgd ? server_params(st->server) : NULL, err);
         if (rc == 0 && c->checkpoint[0] &&
             (e == c->epochs || (c->checkpoint_every && e % c->checkpoint_every == 0)))
             rc = save_checkpoint(st, e, err);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "config.h"
 #include "dataset.h"
 #include "model.h"
@@ -45,6 +46,8 @@ typedef struct {
     double *part_acc;             /* (participants) rank 0 */
     double *part_eps;             /* (participants) cumulative epsilon, rank 0 */
     uint64_t bytes_up, bytes_down;/* this epoch */
+    dataset_t holdout;            /* --audit: records no shard holds (empty without) */
+    audit_t *audit;               /* rank 0 with --audit: reads uploads, never writes */
 } run_state;
 
 /* ---- placement: participant p <-> (rank, slot) -------------------------- */

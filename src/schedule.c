@@ -69,6 +69,10 @@ static void collect_upload(run_state *st, int p, int epoch)
                             "whole model (%zu bytes): stopping", source, p, st->up_cap);
     }
     st->bytes_up += len;
+    /* --audit: the server's view of the upload, before it is applied (the
+     * audit reads msg and copies nothing back). */
+    if (st->audit && audit_upload(st->audit, (uint32_t)p, epoch, msg, len))
+        transport_fatal(t, "out of memory for the audit");
     wire_reason r = server_apply_upload(st->server, msg, len, (uint32_t)p, (uint32_t)epoch);
     if (r != WIRE_OK)
         transport_log_refusal(t, source, p, wire_reason_name(r));
@@ -76,6 +80,14 @@ static void collect_upload(run_state *st, int p, int epoch)
         free(st->held[p]);
         st->held[p] = NULL;
     }
+}
+
+/* --audit: remembers the state participant p (WIRE_ANY_PARTICIPANT: every
+ * one) downloads in `turn`, for the server view of its upload. */
+static void note_download(run_state *st, uint32_t p, int turn)
+{
+    if (st->audit && audit_note_download(st->audit, p, turn, server_params(st->server)))
+        transport_fatal(&st->tr, "out of memory for the audit");
 }
 
 /* ---- the schedules ------------------------------------------------------ */
@@ -95,6 +107,7 @@ void schedule_sequential(run_state *st, int epoch, const int *order)
         int p = order[i];
         size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
                                           st->down_buf, st->down_cap);
+        note_download(st, (uint32_t)p, epoch);
         deliver_download(st, p, epoch, len, NULL);
         collect_upload(st, p, epoch);
     }
@@ -111,6 +124,7 @@ void schedule_sync(run_state *st, int epoch)
     int N = st->cfg->participants, lanes = run_hosts(t->size);
     size_t len = server_pack_download(st->server, WIRE_ANY_PARTICIPANT, (uint32_t)epoch, 0,
                                       st->down_buf, st->down_cap);
+    note_download(st, WIRE_ANY_PARTICIPANT, epoch);
     int per_rank = transport_pieces(t, len);
     /* The pieces of each rank's download in flight: per_rank requests from
      * inflight + rank * per_rank. MPI-3 allows concurrent sends from one
@@ -149,6 +163,7 @@ static void async_serve(run_state *st, int src, int p, int epoch, char *requeste
     requested[p] = 1;
     size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0, st->down_buf,
                                       st->down_cap);
+    note_download(st, (uint32_t)p, epoch);
     st->bytes_down += len;
     transport_send_to_worker(&st->tr, src, TAG_DOWNLOAD, st->down_buf, len,
                              transport_turn_tag(&st->tr, epoch, p), "a download");
@@ -170,6 +185,7 @@ static void async_simulated(run_state *st, int epoch, int inflight)
         while (count < inflight && next < N) {
             size_t len = server_pack_download(st->server, (uint32_t)next, (uint32_t)epoch, 0,
                                               st->down_buf, st->down_cap);
+            note_download(st, (uint32_t)next, epoch);
             deliver_download(st, next, epoch, len, NULL);
             flying[count++] = (uint32_t)next++;
         }

@@ -51,6 +51,9 @@ if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures")
 echo "== parallel schedules train (accuracy against round-robin; divergence guard)"
 if ! timeout 600 bash tests/test_schedules.sh "$build"; then failed+=("schedules"); fi
 
+echo "== privacy audit: it only reads (the same bits with and without --audit)"
+if ! timeout 300 bash tests/test_audit.sh "$build"; then failed+=("audit"); fi
+
 echo "== end-to-end"
 if ! bash tests/e2e.sh "$build"; then failed+=("e2e"); fi
 

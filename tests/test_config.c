@@ -344,6 +344,90 @@ static void test_dpsgd_resume_rules(void **state)
     assert_non_null(strstr(err, "--dpsgd differs"));
 }
 
+/* --audit and its options (issue 16): fields, defaults, the holdout in
+ * force, every refusal. */
+static void test_audit_options(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN];
+    parse_ok(&c, (char *)NULL);
+    assert_string_equal(c.audit, "");
+    assert_int_equal(c.audit_every, 5);
+    assert_int_equal(c.audit_sample, 200);
+    assert_int_equal(config_audit_holdout(&c), 0); /* no audit: no holdout, same shards */
+    parse_ok(&c, "--audit", "/tmp/a.csv", (char *)NULL);
+    assert_int_equal(config_audit_holdout(&c), CONFIG_AUDIT_HOLDOUT);
+    parse_ok(&c, "--audit", "/tmp/a.csv", "--audit-every", "3", "--audit-holdout", "500",
+             "--audit-sample", "50", "--audit-scores", "/tmp/s.csv", (char *)NULL);
+    assert_string_equal(c.audit, "/tmp/a.csv");
+    assert_string_equal(c.audit_scores, "/tmp/s.csv");
+    assert_int_equal(c.audit_every, 3);
+    assert_int_equal(c.audit_sample, 50);
+    assert_int_equal(config_audit_holdout(&c), 500);
+    parse_ok(&c, "--audit-holdout", "700", (char *)NULL); /* the same training, unaudited */
+    assert_int_equal(config_audit_holdout(&c), 700);
+    struct { const char *args[7]; const char *phrase; } cases[] = {
+        {{"--audit", "/tmp/a.csv", "--audit-every", "0"}, "--audit-every: 0 is out of range"},
+        {{"--audit", "/tmp/a.csv", "--audit-holdout", "0"}, "--audit-holdout: 0 is out of range"},
+        {{"--audit", "/tmp/a.csv", "--audit-sample", "0"}, "--audit-sample: 0 is out of range"},
+        {{"--audit", ""}, "--audit: empty path"},
+        {{"--audit", "/tmp/a.csv", "--audit-scores", ""}, "--audit-scores: empty path"},
+        {{"--audit-scores", "/tmp/s.csv"}, "--audit-scores needs --audit FILE"},
+        {{"--audit", "/tmp/a.csv", "--mode", "centralized"},
+         "--audit applies to modes dssgd and standalone"},
+        {{"--audit", "/tmp/a.csv", "--metrics", "/tmp/a.csv"},
+         "--audit and --metrics name one file"},
+        {{"--audit", "/tmp/a.csv", "--audit-scores", "/tmp/a.csv"},
+         "--audit and --audit-scores name one file"},
+        {{"--audit", "/tmp/a.csv", "--audit-scores", "/tmp/m.csv", "--metrics", "/tmp/m.csv"},
+         "--audit-scores and --metrics name one file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *a = cases[i].args;
+        int rc = parse(&c, err, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+        if (rc != -1 || !strstr(err, cases[i].phrase))
+            fail_msg("case %zu: rc %d, message \"%s\", wanted \"%s\"", i, rc, err,
+                     cases[i].phrase);
+    }
+    /* --audit-every without --audit does nothing: a warning names it */
+    char buf[1024];
+    parse_ok(&c, "--audit-every", "2", (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 1);
+    assert_non_null(strstr(buf, "--audit-every 2 is ignored"));
+}
+
+/* The holdout decides the partition: a resume keeps the holdout in force
+ * (--audit alone means 2000), whether or not it audits; the audit's other
+ * options may change. A checkpoint from before the audit had no holdout. */
+static void test_audit_resume_rules(void **state)
+{
+    (void)state;
+    config_t a, b;
+    char err[ERR_LEN], text[1 << 14];
+    parse_ok(&a, "--audit", "/tmp/a.csv", (char *)NULL);
+    assert_true(config_to_text(&a, text, sizeof text) > 0);
+    assert_non_null(strstr(text, "audit-holdout = 2000\n"));
+    parse_ok(&b, "--audit-holdout", "2000", (char *)NULL);
+    assert_int_equal(config_check_resume(&b, text, err), 0);
+    parse_ok(&b, "--audit", "/tmp/b.csv", "--audit-every", "1", "--audit-sample", "10",
+             (char *)NULL);
+    assert_int_equal(config_check_resume(&b, text, err), 0);
+    parse_ok(&b, (char *)NULL);
+    assert_int_equal(config_check_resume(&b, text, err), -1);
+    assert_non_null(strstr(err, "--audit-holdout differs"));
+    /* the text of a checkpoint written before the audit existed */
+    parse_ok(&b, (char *)NULL);
+    assert_true(config_to_text(&b, text, sizeof text) > 0);
+    char *cut = strstr(text, "audit-every = ");
+    assert_non_null(cut);
+    *cut = '\0';
+    assert_null(strstr(text, "audit"));
+    assert_int_equal(config_check_resume(&b, text, err), 0);
+    assert_int_equal(config_check_resume(&a, text, err), -1);
+    assert_non_null(strstr(err, "--audit-holdout differs"));
+}
+
 static void test_refuses_zero_participants(void **state)
 {
     (void)state;
@@ -824,6 +908,8 @@ int main(void)
         cmocka_unit_test(test_dpsgd_options_set_their_fields),
         cmocka_unit_test(test_dpsgd_refusals),
         cmocka_unit_test(test_dpsgd_resume_rules),
+        cmocka_unit_test(test_audit_options),
+        cmocka_unit_test(test_audit_resume_rules),
         cmocka_unit_test(test_refuses_zero_participants),
         cmocka_unit_test(test_refuses_theta_u_outside_zero_one),
         cmocka_unit_test(test_refuses_zero_theta_d),
