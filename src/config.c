@@ -431,7 +431,9 @@ static const config_option options[] = {
      .applies = "--mode dssgd or standalone",
      .section = "Failures", .metavar = "S",
      .help = "stop the job, naming the rank, when a rank takes more than\n"
-             "S seconds per participant to answer; 0 = wait forever"},
+             "S seconds per participant to answer; a worker that hears\n"
+             "nothing from rank 0 for S x (participants + 2) s (more\n"
+             "with --local-steps) ends itself; 0 = wait forever"},
     {.name = "divergence-factor", .kind = KIND_DOUBLE, FIELD(divergence_factor, double),
      .min = 0, .max = 1e12, .def = 10,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_LAST,

@@ -296,7 +296,7 @@ static void evaluate_local(run_state *st, double *report)
 static size_t recv_download(run_state *st)
 {
     size_t len = transport_recv(&st->tr, st->tr.comm, 0, TAG_DOWNLOAD, st->down_buf,
-                                st->down_cap, 0, 0, "a download");
+                                st->down_cap, st->tr.patience, 0, "a download");
     if (len == SIZE_MAX)
         transport_fatal(&st->tr, "the server sent a download larger than the model");
     return len;
@@ -305,11 +305,11 @@ static size_t recv_download(run_state *st)
 static void send_upload(run_state *st, size_t len, int tag)
 {
     transport_t *t = &st->tr;
-    transport_send(t, t->up_comm, 0, tag, st->up_buf, len, "MPI_Send(upload)");
+    transport_send(t, t->up_comm, 0, tag, st->up_buf, len, "an upload");
     const run_hooks *h = st->hooks;
     if (h && t->rank > 0 && t->rank == h->tamper_rank)
         for (int i = 0; i < h->flood; i++)
-            transport_send(t, t->up_comm, 0, tag, st->up_buf, len, "MPI_Send(flood)");
+            transport_send(t, t->up_comm, 0, tag, st->up_buf, len, "a flooded copy");
 }
 
 /* ---- participant state for checkpoints --------------------------------
@@ -343,11 +343,12 @@ static void send_participant_state(run_state *st, participant_t *p, part_state *
     transport_t *t = &st->tr;
     size_t bytes = st->n * sizeof(float);
     participant_save(p, ps->params, ps->residual, ps->rng, &ps->epsilon);
-    transport_send(t, t->comm, 0, TAG_STATE, ps->params, bytes, "MPI_Send(state)");
+    transport_send(t, t->comm, 0, TAG_STATE, ps->params, bytes, "participant parameters");
     if (ps->residual)
-        transport_send(t, t->comm, 0, TAG_STATE, ps->residual, bytes, "MPI_Send(state)");
-    transport_send(t, t->comm, 0, TAG_STATE, ps->rng, sizeof ps->rng, "MPI_Send(state)");
-    transport_send(t, t->comm, 0, TAG_STATE, &ps->epsilon, sizeof ps->epsilon, "MPI_Send(state)");
+        transport_send(t, t->comm, 0, TAG_STATE, ps->residual, bytes, "a participant residual");
+    transport_send(t, t->comm, 0, TAG_STATE, ps->rng, sizeof ps->rng, "a participant rng state");
+    transport_send(t, t->comm, 0, TAG_STATE, &ps->epsilon, sizeof ps->epsilon,
+                   "a participant epsilon");
 }
 
 /* Receives one piece of participant state of exactly `bytes`. */
@@ -364,11 +365,12 @@ static void receive_participant_state(run_state *st, participant_t *p, part_stat
                                       int epochs_done)
 {
     size_t bytes = st->n * sizeof(float);
-    recv_state(st, 0, ps->params, bytes, 0, "participant parameters");
+    double limit = st->tr.patience;
+    recv_state(st, 0, ps->params, bytes, limit, "participant parameters");
     if (ps->residual)
-        recv_state(st, 0, ps->residual, bytes, 0, "a participant residual");
-    recv_state(st, 0, ps->rng, sizeof ps->rng, 0, "a participant rng state");
-    recv_state(st, 0, &ps->epsilon, sizeof ps->epsilon, 0, "a participant epsilon");
+        recv_state(st, 0, ps->residual, bytes, limit, "a participant residual");
+    recv_state(st, 0, ps->rng, sizeof ps->rng, limit, "a participant rng state");
+    recv_state(st, 0, &ps->epsilon, sizeof ps->epsilon, limit, "a participant epsilon");
     if (participant_restore_at(p, &st->ctx, ps->params, ps->residual, ps->rng, ps->epsilon,
                                (uint64_t)epochs_done))
         transport_fatal(&st->tr, "checkpointed participant state refused (rng of another "
@@ -384,10 +386,32 @@ static participant_t *hosted_participant(run_state *st, int p, const char *what)
     return st->local[run_slot_of(t->size, p)];
 }
 
-/* Ranks > 0: obey the server's commands until told to stop. */
+/* How long a worker waits for a word from rank 0 before it gives up:
+ * longer than rank 0 may leave it alone in a healthy run, counted in
+ * --rank-timeout R (docs/DESIGN.md, Failure handling, has the case by
+ * case bound): R x (T + 2), T the participant turns rank 0 may serve
+ * between two words to this rank, the 2 for an epoch's end (every rank's
+ * evaluation at once, rank 0's own steps) and the small terms. T: N; with
+ * --local-steps 2N (a random order may serve the rank first in one
+ * exchange and last in the next); for a rank hosting no participant,
+ * every turn of an epoch, plus one for rank 0's loading a checkpoint
+ * before its first word. R = 0: forever. */
+static double worker_patience(const run_state *st)
+{
+    double N = st->cfg->participants, turns = N;
+    if (st->local_count == 0)
+        turns = N * (double)st->rounds + 1;
+    else if (st->rounds > 1)
+        turns = 2 * N;
+    return st->tr.rank_timeout * (turns + 2);
+}
+
+/* Ranks > 0: obey the server's commands until told to stop, or until rank
+ * 0 has been silent longer than any healthy run allows. */
 static void worker_loop(run_state *st)
 {
     transport_t *t = &st->tr;
+    t->patience = worker_patience(st);
     double *acc = calloc(2 * (size_t)(st->local_count ? st->local_count : 1), sizeof *acc);
     if (!acc)
         transport_fatal(t, "out of memory");
@@ -395,7 +419,7 @@ static void worker_loop(run_state *st)
     for (;;) {
         MPI_Status status;
         int cmd[3];
-        transport_wait(t, t->comm, 0, TAG_CMD, 0, 0, "a command", &status);
+        transport_wait(t, t->comm, 0, TAG_CMD, t->patience, 0, "a command", &status);
         transport_check(t, MPI_Recv(cmd, 3, MPI_INT, 0, TAG_CMD, t->comm, MPI_STATUS_IGNORE),
                         "MPI_Recv(cmd)");
         int op = cmd[0], epoch = cmd[1], p = cmd[2];
@@ -422,8 +446,8 @@ static void worker_loop(run_state *st)
              * a round trip a turn. */
             if (st->local_count > 0) {
                 int first = (int)participant_id(st->local[0]);
-                transport_check(t, MPI_Send(&first, 1, MPI_INT, 0, TAG_REQUEST, t->comm),
-                                "MPI_Send(request)");
+                transport_send_small(t, t->comm, 0, TAG_REQUEST, &first, 1, MPI_INT,
+                                     "a download request");
             }
             for (int s = 0; s < st->local_count; s++) {
                 int who = (int)participant_id(st->local[s]);
@@ -434,8 +458,8 @@ static void worker_loop(run_state *st)
         } else if (op == CMD_LOCAL) {
             run_train_local(st);
             int done = 1; /* lets rank 0 time the epoch */
-            transport_check(t, MPI_Send(&done, 1, MPI_INT, 0, TAG_REPORT, t->comm),
-                            "MPI_Send(ack)");
+            transport_send_small(t, t->comm, 0, TAG_REPORT, &done, 1, MPI_INT,
+                                 "its training report");
         } else if (op == CMD_GATHER) {
             for (int s = 0; s < st->local_count; s++)
                 send_participant_state(st, st->local[s], &ps);
@@ -443,8 +467,8 @@ static void worker_loop(run_state *st)
             receive_participant_state(st, hosted_participant(st, p, "state"), &ps, epoch);
         } else if (op == CMD_EVAL) {
             evaluate_local(st, acc);
-            transport_check(t, MPI_Send(acc, 2 * st->local_count, MPI_DOUBLE, 0, TAG_REPORT,
-                                        t->comm), "MPI_Send(report)");
+            transport_send_small(t, t->comm, 0, TAG_REPORT, acc, 2 * st->local_count,
+                                 MPI_DOUBLE, "an evaluation report");
         } else {
             transport_fatal(t, "unknown command from the server");
         }

@@ -1,11 +1,13 @@
 /* transport: the MPI messages of `dssgd train` (see transport.h). */
 #include "transport.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "err.h"
 
@@ -32,6 +34,7 @@ void transport_open(transport_t *t, MPI_Comm comm, size_t piece, int participant
     t->piece = piece;
     t->participants = participants;
     t->rank_timeout = rank_timeout;
+    t->patience = transport_reply_limit(t, participants + 2);
 }
 
 void transport_close(transport_t *t)
@@ -42,6 +45,28 @@ void transport_close(transport_t *t)
     t->discard = NULL;
 }
 
+static void exit_now(int sig)
+{
+    (void)sig;
+    _exit(1);
+}
+
+/* MPI_Abort, bounded. It needs only this host's Open MPI daemon (orted)
+ * to answer: measured on a host cut off from mpirun, the process ended in
+ * 30 ms; with its orted stopped it waited forever. So a timer ends this
+ * process regardless (docs/DESIGN.md, Failure handling). */
+static _Noreturn void abort_job(const transport_t *t)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = exit_now;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(TRANSPORT_ABORT_GRACE);
+    MPI_Abort(t->comm, 1);
+    _exit(1); /* MPI_Abort does not return; the compiler cannot know */
+}
+
 _Noreturn void transport_fatal(const transport_t *t, const char *fmt, ...)
 {
     char msg[ERR_LEN];
@@ -50,8 +75,7 @@ _Noreturn void transport_fatal(const transport_t *t, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "dssgd: rank %d: %s\n", t->rank, msg);
-    MPI_Abort(t->comm, 1);
-    abort(); /* MPI_Abort does not return; the compiler cannot know */
+    abort_job(t);
 }
 
 void transport_check(const transport_t *t, int rc, const char *what)
@@ -64,10 +88,68 @@ void transport_check(const transport_t *t, int rc, const char *what)
     transport_fatal(t, "%s failed: %s", what, msg);
 }
 
+/* Waits until req[0..count) complete, at most `limit` seconds (0 =
+ * forever); past it, rank 0 stops the job naming `peer` and a worker gives
+ * up. Neither MPI_Wait nor a blocking call has a limit. */
+static void await_requests(const transport_t *t, MPI_Request *req, int count, int peer,
+                           double limit, const char *awaiting)
+{
+    transport_patience wait = transport_patience_start(limit);
+    for (;;) {
+        int done = 0;
+        transport_check(t, MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+        if (done)
+            return;
+        if (transport_patience_wait(&wait)) {
+            if (t->rank == 0)
+                transport_stop_unanswered(t, peer, limit, awaiting);
+            transport_give_up(t, limit, awaiting);
+        }
+    }
+}
+
+/* Point to point rather than MPI_Allreduce, which has no limit: a rank cut
+ * off during set-up would hang every other rank in it. */
 int transport_agree(const transport_t *t, int rc, char *err)
 {
-    int mine = rc != 0, any = 0;
-    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, t->comm);
+    int mine = rc != 0, any = mine;
+    if (t->size > 1 && t->rank == 0) {
+        int *rcs = calloc((size_t)t->size, sizeof *rcs);
+        MPI_Request *req = calloc((size_t)t->size, sizeof *req);
+        if (!rcs || !req)
+            transport_fatal(t, "out of memory");
+        for (int r = 1; r < t->size; r++)
+            transport_check(t, MPI_Irecv(&rcs[r], 1, MPI_INT, r, TAG_AGREE, t->comm, &req[r]),
+                            "MPI_Irecv");
+        /* one deadline for all: the ranks do the same set-up at once */
+        transport_patience wait = transport_patience_start(t->patience);
+        for (int r = 1; r < t->size; r++) {
+            for (;;) {
+                int done = 0;
+                transport_check(t, MPI_Test(&req[r], &done, MPI_STATUS_IGNORE), "MPI_Test");
+                if (done)
+                    break;
+                if (transport_patience_wait(&wait))
+                    transport_stop_unanswered(t, r, t->patience, "the end of its set-up");
+            }
+            any |= rcs[r] != 0;
+        }
+        for (int r = 1; r < t->size; r++) {
+            transport_check(t, MPI_Isend(&any, 1, MPI_INT, r, TAG_AGREE, t->comm, &req[r]),
+                            "MPI_Isend");
+            await_requests(t, &req[r], 1, r, t->patience, "it to take the set-up's verdict");
+        }
+        free(rcs);
+        free(req);
+    } else if (t->size > 1) {
+        MPI_Request req;
+        transport_send_small(t, t->comm, 0, TAG_AGREE, &mine, 1, MPI_INT,
+                             "this rank's set-up result");
+        transport_check(t, MPI_Irecv(&any, 1, MPI_INT, 0, TAG_AGREE, t->comm, &req), "MPI_Irecv");
+        /* rank 0 waits up to its patience for the slowest rank, after its
+         * own set-up, which may be the slower one */
+        await_requests(t, &req, 1, 0, 2 * t->patience, "the end of its set-up");
+    }
     if (any && !mine)
         err_set(err, "another rank failed during set-up (see its message)");
     return any ? -1 : 0;
@@ -95,6 +177,14 @@ _Noreturn void transport_stop_unanswered(const transport_t *t, int rank, double 
                     "the last checkpoint", rank, limit, awaiting);
 }
 
+_Noreturn void transport_give_up(const transport_t *t, double limit, const char *awaiting)
+{
+    fprintf(stderr, "dssgd: rank %d: no word from rank 0 for %g s (waiting for %s): rank 0 "
+            "or the network to it is gone, so this rank stops. If rank 0 is only that slow "
+            "(evaluation, checkpoint writes), raise --rank-timeout\n", t->rank, limit, awaiting);
+    abort_job(t);
+}
+
 double transport_reply_limit(const transport_t *t, int units)
 {
     return t->rank_timeout * (units > 1 ? units : 1);
@@ -117,8 +207,11 @@ void transport_wait(transport_t *t, MPI_Comm comm, int source, int tag, double l
             return;
         if (drain)
             transport_drain(t, source, comm == t->up_comm ? tag : -1);
-        if (transport_patience_wait(&wait))
-            transport_stop_unanswered(t, source, limit, what);
+        if (transport_patience_wait(&wait)) {
+            if (t->rank == 0)
+                transport_stop_unanswered(t, source, limit, what);
+            transport_give_up(t, limit, what);
+        }
     }
 }
 
@@ -129,13 +222,27 @@ int transport_pieces(const transport_t *t, size_t len) { return (int)(len / t->p
 void transport_send(const transport_t *t, MPI_Comm comm, int dest, int tag, const void *buf,
                     size_t len, const char *what)
 {
+    char awaiting[96];
+    snprintf(awaiting, sizeof awaiting, "it to take %s", what);
     const uint8_t *at = buf;
     for (int i = transport_pieces(t, len); i > 0; i--) {
         size_t piece = len < t->piece ? len : t->piece;
-        transport_check(t, MPI_Send(at, (int)piece, MPI_BYTE, dest, tag, comm), what);
+        MPI_Request req;
+        transport_check(t, MPI_Isend(at, (int)piece, MPI_BYTE, dest, tag, comm, &req), what);
+        await_requests(t, &req, 1, dest, t->patience, awaiting);
         at += piece;
         len -= piece;
     }
+}
+
+void transport_send_small(const transport_t *t, MPI_Comm comm, int dest, int tag,
+                          const void *buf, int count, MPI_Datatype type, const char *what)
+{
+    char awaiting[96];
+    snprintf(awaiting, sizeof awaiting, "it to take %s", what);
+    MPI_Request req;
+    transport_check(t, MPI_Isend(buf, count, type, dest, tag, comm, &req), what);
+    await_requests(t, &req, 1, dest, t->patience, awaiting);
 }
 
 void transport_isend(const transport_t *t, MPI_Comm comm, int dest, int tag, const void *buf,
@@ -177,8 +284,10 @@ size_t transport_recv(transport_t *t, MPI_Comm comm, int source, int tag, uint8_
         if (piece > t->piece || piece > cap - len)
             return SIZE_MAX;
         uint8_t *into = buf ? buf + len : discard_buffer(t);
-        transport_check(t, MPI_Recv(into, count, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG,
-                                    comm, MPI_STATUS_IGNORE), what);
+        MPI_Request req;
+        transport_check(t, MPI_Irecv(into, count, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG,
+                                     comm, &req), what);
+        await_requests(t, &req, 1, status.MPI_SOURCE, limit, what);
         len += piece;
         if (piece < t->piece)
             return len;
@@ -205,8 +314,10 @@ void transport_log_refusal(transport_t *t, int source, int participant, const ch
 
 void transport_refuse_unsolicited(transport_t *t, int source, int tag)
 {
-    if (transport_recv(t, t->up_comm, source, tag, NULL, 0, 0, 0, "an unsolicited upload") ==
-        SIZE_MAX)
+    /* its start is already here (probed): the rest comes at once from a
+     * rank that still answers */
+    if (transport_recv(t, t->up_comm, source, tag, NULL, 0, transport_reply_limit(t, 1), 0,
+                       "the rest of an unsolicited upload") == SIZE_MAX)
         transport_fatal(t, "rank %d sent an unsolicited upload larger than the whole model: "
                         "stopping", source);
     server_count_rejection(t->server, WIRE_UNSOLICITED);

@@ -9,6 +9,9 @@
  * - The server never waits on a worker forever (--rank-timeout) and, while
  *   it waits on a rank, refuses that rank's unasked uploads, so a flooding
  *   rank cannot deadlock it.
+ * - A worker never waits on the server forever either: past its patience
+ *   (longer than any silence of the server in a healthy run) it gives up
+ *   and exits, so a rank cut off from rank 0 does not live on as an orphan.
  * - Waits yield the core: Open MPI's own blocking calls spin, which starves
  *   co-located ranks on a small machine. */
 #ifndef DSSGD_TRANSPORT_H
@@ -21,7 +24,7 @@
 #include "server.h"
 
 /* Tags on `comm`. */
-enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE };
+enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE, TAG_AGREE };
 /* Commands from the server to a worker rank: {op, epoch, participant}. */
 enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_GATHER, CMD_SCATTER, CMD_STOP };
 
@@ -33,6 +36,10 @@ typedef struct {
     size_t piece;             /* largest piece of a message (bytes) */
     int participants;         /* N, for turn tags */
     double rank_timeout;      /* seconds per participant a reply covers; 0 = forever */
+    double patience;          /* ranks > 0: seconds without a word from rank 0 before
+                                 giving up (transport_give_up); 0 = forever. Set to
+                                 transport_reply_limit(participants + 2) by transport_open;
+                                 the run widens it where its schedule needs (run.c) */
     size_t upload_cap;        /* the largest upload the protocol allows (bytes) */
     uint8_t *discard;         /* rank 0: refused uploads are read here; allocated at the
                                  first refusal (one piece of at most upload_cap bytes) */
@@ -49,8 +56,9 @@ void transport_open(transport_t *t, MPI_Comm comm, size_t piece, int participant
 void transport_close(transport_t *t);
 
 /* Ends the whole job: prints "dssgd: rank R: <message>" and aborts every
- * rank. For faults no rank can recover from (a peer that broke the
- * protocol, out of memory mid-epoch, an MPI error). */
+ * rank (MPI_Abort; this process exits within TRANSPORT_ABORT_GRACE seconds
+ * whatever MPI_Abort does). For faults no rank can recover from (a peer
+ * that broke the protocol, out of memory mid-epoch, an MPI error). */
 _Noreturn void transport_fatal(const transport_t *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -58,7 +66,12 @@ _Noreturn void transport_fatal(const transport_t *t, const char *fmt, ...)
 void transport_check(const transport_t *t, int rc, const char *what);
 
 /* Any rank's failure becomes every rank's: returns -1 on all ranks if rc
- * is nonzero on one (the others get a message saying so in err). */
+ * is nonzero on one (the others get a message saying so in err).
+ * Collective, and bounded: rank 0 collects every rank's rc by one deadline
+ * t->patience away (past it, transport_stop_unanswered names the first
+ * silent rank), then sends the verdict; a worker waits for it at most
+ * 2 * t->patience (rank 0's own set-up may be the slower one), then gives
+ * up. */
 int transport_agree(const transport_t *t, int rc, char *err);
 
 /* Seconds on a monotonic clock. */
@@ -76,6 +89,15 @@ int transport_patience_wait(transport_patience *p);
 _Noreturn void transport_stop_unanswered(const transport_t *t, int rank, double limit,
                                          const char *awaiting);
 
+/* A worker that has heard nothing from rank 0 for `limit` seconds (waiting
+ * for `awaiting`): prints so, naming rank 0, and ends this process through
+ * MPI_Abort, which ends the job where mpirun is reachable. Like every abort
+ * here (transport_fatal too) it is bounded: should MPI_Abort not return
+ * (its host's daemon not answering), the process exits with status 1
+ * TRANSPORT_ABORT_GRACE seconds later. */
+_Noreturn void transport_give_up(const transport_t *t, double limit, const char *awaiting);
+#define TRANSPORT_ABORT_GRACE 5
+
 /* Seconds the server waits for a reply that covers `units` participants. */
 double transport_reply_limit(const transport_t *t, int units);
 
@@ -85,9 +107,10 @@ double transport_reply_limit(const transport_t *t, int units);
 int transport_turn_tag(const transport_t *t, int epoch, int p);
 
 /* Waits for a message from source/tag on comm (probe only), at most `limit`
- * seconds (0 = forever); `what` names it in the timeout message. With
- * `drain` (the server), refuses the source's uploads under other tags
- * meanwhile. */
+ * seconds (0 = forever); `what` names it in the timeout message, which on
+ * rank 0 stops the job naming the source (transport_stop_unanswered) and
+ * on a worker gives up (transport_give_up). With `drain` (the server),
+ * refuses the source's uploads under other tags meanwhile. */
 void transport_wait(transport_t *t, MPI_Comm comm, int source, int tag, double limit, int drain,
                     const char *what, MPI_Status *status);
 
@@ -101,16 +124,26 @@ void transport_wait(transport_t *t, MPI_Comm comm, int source, int tag, double l
 /* Requests a nonblocking send of len bytes needs. */
 int transport_pieces(const transport_t *t, size_t len);
 
-/* Blocking send of a whole message. */
+/* A worker's send of a whole message to the server (rank dest), piece by
+ * piece, each waited for at most t->patience (a piece not taken by then:
+ * transport_give_up). MPI_Send would block forever on a large message to
+ * an unreachable rank. */
 void transport_send(const transport_t *t, MPI_Comm comm, int dest, int tag, const void *buf,
                     size_t len, const char *what);
+
+/* The same for a small typed message (count items of type, one piece):
+ * requests, acknowledgements, reports. */
+void transport_send_small(const transport_t *t, MPI_Comm comm, int dest, int tag,
+                          const void *buf, int count, MPI_Datatype type, const char *what);
 
 /* Starts a nonblocking send: transport_pieces(len) requests into req. */
 void transport_isend(const transport_t *t, MPI_Comm comm, int dest, int tag, const void *buf,
                      size_t len, MPI_Request *req, const char *what);
 
 /* Receives one whole message from source/tag into buf (capacity cap), or
- * discards it when buf is NULL (at most t->upload_cap bytes). Waits as transport_wait.
+ * discards it when buf is NULL (at most t->upload_cap bytes). Waits as
+ * transport_wait, for each piece's start and again for its transfer (a
+ * large piece can stall mid-way when the link goes down).
  * Returns its length, or SIZE_MAX when it would pass cap (the rest is left
  * unread: callers stop the job). */
 size_t transport_recv(transport_t *t, MPI_Comm comm, int source, int tag, uint8_t *buf,

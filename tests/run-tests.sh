@@ -48,6 +48,9 @@ if ! timeout 300 bash tests/test_crash.sh "$build"; then failed+=("crash"); fi
 echo "== failures: a rank dies, the disk fills, memory runs out"
 if ! timeout 300 bash tests/test_failures.sh "$build"; then failed+=("failures"); fi
 
+echo "== across hosts (network namespaces): same bits, a cable cut, a frozen rank 0, a slow link"
+if ! timeout 300 bash tests/test_netns.sh "$build"; then failed+=("netns"); fi
+
 echo "== parallel schedules train (accuracy against round-robin; divergence guard)"
 if ! timeout 600 bash tests/test_schedules.sh "$build"; then failed+=("schedules"); fi
 
