@@ -1106,27 +1106,30 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
  * file, a symbolic link, a device or FIFO), or that another run is writing,
  * is refused now rather than after every epoch has run; so are two options
  * naming one file. The locks are held until run_train returns. */
-static int claim_paths(const config_t *c, paths_lock_t locks[2], char *err)
+enum { RUN_OUTPUTS = 4 };
+
+static int claim_paths(const config_t *c, paths_lock_t locks[RUN_OUTPUTS], char *err)
 {
-    const char *outputs[2] = {c->checkpoint, c->metrics};
-    const char *names[2] = {"--checkpoint", "--metrics"};
+    const char *outputs[RUN_OUTPUTS] = {c->checkpoint, c->metrics, c->audit, c->audit_scores};
+    const char *names[RUN_OUTPUTS] = {"--checkpoint", "--metrics", "--audit", "--audit-scores"};
     /* --resume may name the checkpoint itself (a run resumed in place),
-     * never the metrics */
-    const char *resumed[2] = {c->resume, c->metrics};
-    const char *resumed_names[2] = {"--resume", "--metrics"};
-    if (paths_check_distinct(outputs, names, 2, err) ||
-        paths_check_distinct(resumed, resumed_names, 2, err))
+     * never another output */
+    const char *resumed[RUN_OUTPUTS] = {c->resume, c->metrics, c->audit, c->audit_scores};
+    const char *resumed_names[RUN_OUTPUTS] = {"--resume", "--metrics", "--audit",
+                                              "--audit-scores"};
+    if (paths_check_distinct(outputs, names, RUN_OUTPUTS, err) ||
+        paths_check_distinct(resumed, resumed_names, RUN_OUTPUTS, err))
         return -1;
     /* An output must not replace the data it trains on. */
     char data[4][DATASET_PATH_LEN];
     int nd = dataset_files(c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset), data);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < RUN_OUTPUTS; i++)
         for (int d = 0; d < nd && outputs[i][0]; d++) {
             const char *pair[2] = {outputs[i], data[d]}, *what[2] = {names[i], "a data file"};
             if (paths_check_distinct(pair, what, 2, err))
                 return -1;
         }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < RUN_OUTPUTS; i++) {
         if (!outputs[i][0])
             continue;
         if (paths_check_output(outputs[i], names[i], err))
@@ -1163,7 +1166,7 @@ int run_train(const config_t *cfg_given, MPI_Comm comm, const run_hooks *hooks,
     if (rc == 0 && cfg->dpsgd)
         resolved.dp_noise = st.dp_sigma;
     FILE *metrics = NULL;
-    paths_lock_t locks[2] = {{0}};
+    paths_lock_t locks[RUN_OUTPUTS] = {{0}};
     if (rc == 0 && t->rank == 0) {
         rc = claim_paths(cfg, locks, err);
         if (rc == 0 && !cfg->quiet) {
@@ -1191,8 +1194,8 @@ int run_train(const config_t *cfg_given, MPI_Comm comm, const run_hooks *hooks,
     }
     if (metrics)
         fclose(metrics);
-    paths_unlock(&locks[0]);
-    paths_unlock(&locks[1]);
+    for (int i = 0; i < RUN_OUTPUTS; i++)
+        paths_unlock(&locks[i]);
     teardown(&st);
     transport_close(&st.tr);
     return rc;

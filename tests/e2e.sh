@@ -57,6 +57,7 @@ refuse_run "file name too long for its temporary file" --checkpoint "$tmp/$(prin
 ln -s "$tmp/real.h5" "$tmp/link.h5"
 refuse_run "is a symbolic link (to $tmp/real.h5)" --checkpoint "$tmp/link.h5"
 refuse_run "exists and is a character device" --checkpoint /dev/null
+refuse_run "--audit /dev/null: exists and is a character device" --audit /dev/null
 refuse_run "is a symbolic link" --metrics /dev/stdout
 refuse_run "--checkpoint and --metrics name the same file" --checkpoint "$tmp/x" --metrics "$tmp/x"
 refuse_run "--resume and --metrics name the same file" --resume "$tmp/x" --metrics "$tmp/./x"
