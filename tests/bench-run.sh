@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench-run: what `make bench` runs. The C benchmarks (figures 1-4), then the
-# schedules' time to accuracy under mpirun (figure 5), all into results/bench/<date>.csv
+# schedules' time to accuracy under mpirun (figure 5), the privacy audit's
+# cost (figure 7; figure 6, DP-SGD, is in the C benchmark), all into results/bench/<date>.csv
 # (written aside and renamed at the end: today's file is replaced whole).
 # usage: bench-run.sh [BUILD]
 set -euo pipefail
@@ -27,6 +28,7 @@ echo "ratio = median / reference median, both measured in this run."
 echo
 "$build/bench" --csv "$tmp" --date "$date" --host "$host"
 bash tests/bench-accuracy.sh "$build" "$tmp" "$date" "$host"
+bash tests/bench-audit.sh "$build" "$tmp" "$date" "$host"
 # Every row gets the commit column.
 sed -i "2,\$s/\$/,$commit/" "$tmp"
 chmod 644 "$tmp"
