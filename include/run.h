@@ -23,6 +23,8 @@ typedef struct {
     void *tamper_arg;
     int flood;                /* extra copies of every upload tamper_rank sends */
     size_t piece_bytes;       /* largest piece of a message; 0 = RUN_PIECE_BYTES */
+    int hang_rank;            /* > 0: that rank stops answering at its first training
+                                 command (a hung node); 0 = none */
 } run_hooks;
 
 /* Messages longer than this travel in pieces (MPI counts are ints). */

@@ -35,6 +35,37 @@ static void warn_ignored(const config_t *cfg)
 /* SIGINT/SIGTERM (Ctrl-C, scancel, mpirun passing one on): remove the
  * checkpoint being written, then die of the signal as before. The last
  * whole checkpoint is untouched either way. */
+/* TEST ONLY: DSSGD_TEST_FLOOD=RANK:COPIES (that rank sends COPIES extra
+ * copies of every upload) and DSSGD_TEST_HANG=RANK (that rank stops
+ * answering at its first training command), for tests/test_failures.sh:
+ * a flooding rank must not keep a hung one from being noticed. A value that
+ * does not parse is refused, never ignored (docs/DESIGN.md, Failure
+ * handling). Returns 0, or -1 with err. */
+static int test_hooks_from_env(run_hooks *h, int *armed, char *err)
+{
+    const char *flood = getenv("DSSGD_TEST_FLOOD"), *hang = getenv("DSSGD_TEST_HANG");
+    *armed = 0;
+    if (flood) {
+        int rank, copies, end = 0;
+        if (sscanf(flood, "%d:%d%n", &rank, &copies, &end) != 2 || flood[end] || rank < 1 ||
+            copies < 1)
+            return err_set(err, "DSSGD_TEST_FLOOD=\"%.40s\" is not RANK:COPIES with RANK >= 1 "
+                           "and COPIES >= 1 (a test-only hook: unset it)", flood);
+        h->tamper_rank = rank;
+        h->flood = copies;
+        *armed = 1;
+    }
+    if (hang) {
+        int rank, end = 0;
+        if (sscanf(hang, "%d%n", &rank, &end) != 1 || hang[end] || rank < 1)
+            return err_set(err, "DSSGD_TEST_HANG=\"%.40s\" is not a RANK >= 1 (a test-only "
+                           "hook: unset it)", hang);
+        h->hang_rank = rank;
+        *armed = 1;
+    }
+    return 0;
+}
+
 static void on_stop_signal(int sig)
 {
     ckpt_unlink_partial();
@@ -110,9 +141,20 @@ int main(int argc, char **argv)
         } else if (rc == 0) {
             if (rank == 0)
                 warn_ignored(&cfg);
-            if (run_train(&cfg, MPI_COMM_WORLD, NULL, NULL, err)) {
-                fprintf(stderr, "dssgd: rank %d: %s\n", rank, err);
-                status = 1;
+            run_hooks hooks = {0};
+            int armed = 0;
+            if (test_hooks_from_env(&hooks, &armed, err)) {
+                if (rank == 0)
+                    fprintf(stderr, "dssgd: %s\n", err);
+                status = 2;
+            } else {
+                if (armed && rank == 0)
+                    fprintf(stderr, "dssgd: test hooks armed: flood rank %d x %d, hang rank %d\n",
+                            hooks.flood ? hooks.tamper_rank : 0, hooks.flood, hooks.hang_rank);
+                if (run_train(&cfg, MPI_COMM_WORLD, armed ? &hooks : NULL, NULL, err)) {
+                    fprintf(stderr, "dssgd: rank %d: %s\n", rank, err);
+                    status = 1;
+                }
             }
         }
     } else {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "dpsgd.h"
@@ -428,6 +429,10 @@ static void worker_loop(run_state *st)
         if ((op == CMD_GATHER || op == CMD_SCATTER) && !ps.params &&
             part_state_alloc(&ps, st->n, st->cfg->residual))
             transport_fatal(t, "out of memory for a participant's checkpoint state");
+        if (st->hooks && st->hooks->hang_rank == t->rank && epoch > 0 &&
+            (op == CMD_STEP || op == CMD_ASYNC))
+            for (;;) /* test only: a hung node, which answers nothing */
+                pause();
         if (op == CMD_STEP) {
             /* One participant's turn: a download (len > 0: apply it; for the
              * initial download p trains nothing) then maybe an upload. */

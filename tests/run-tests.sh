@@ -10,7 +10,7 @@ only=${2:-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 # A test-only hook (docs/DESIGN.md, Failure handling): never armed by accident.
-unset DSSGD_TEST_KILL_AT
+unset DSSGD_TEST_KILL_AT DSSGD_TEST_FLOOD DSSGD_TEST_HANG
 failed=()
 
 # The unit tests: every test binary but test_mpi, which needs mpirun.

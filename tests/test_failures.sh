@@ -72,6 +72,30 @@ mpirun --oversubscribe -np 3 "$bin" train "${small[@]}" --resume ck.h5 --checkpo
   --epochs $((epoch + 2)) > resume.log 2>&1 || fail "resume after the hang failed: $(cat resume.log)"
 echo "hung rank: job ended ${took}s after rank 1 stopped (--rank-timeout 3), resumed from epoch $epoch"
 
+# 1b'. A hung rank while another floods (issue 17, item 13): async, one
+# participant per worker; rank 1 sends ten million copies of its upload
+# (refused one by one, for far longer than this test waits) and rank 2 hangs
+# at its first step (test-only hooks, docs/DESIGN.md, Failure handling).
+# Rank 2's own deadline runs out after --rank-timeout whatever rank 1 sends:
+# the job ends naming rank 2. A deadline shared by all ranks, restarted by
+# every message, would never run out while the flood goes on.
+start=$(date +%s)
+set +e
+DSSGD_TEST_FLOOD=1:10000000 DSSGD_TEST_HANG=2 timeout 120 mpirun --oversubscribe -np 4 \
+  -x DSSGD_TEST_FLOOD -x DSSGD_TEST_HANG "$bin" train --schedule async --participants 3 \
+  --shard-size 300 --model d64-relu,d10 --eval-size 500 --quiet --epochs 5 --rank-timeout 3 \
+  > flood.log 2>&1; rc=$?
+set -e
+took=$(( $(date +%s) - start ))
+[[ $rc -ne 0 && $rc -ne 124 ]] || fail "flood + hang: exit $rc after ${took}s: $(grep -v rejected flood.log | tail -3)"
+grep -q "rejected message from rank 1: unsolicited" flood.log || fail "rank 1 did not flood: $(tail -3 flood.log)"
+grep -Eq "rank 2 has not answered for 3 s" flood.log ||
+  fail "flood + hang: the message does not name rank 2: $(grep -v rejected flood.log | tail -3)"
+[[ $took -le 60 ]] || fail "flood + hang: the job took ${took}s to end with --rank-timeout 3"
+echo "flood + hang: the job ended ${took}s after start, naming the hung rank 2 while rank 1 flooded"
+set +e; DSSGD_TEST_HANG=x "$bin" train --epochs 1 > hook.log 2>&1; rc=$?; set -e
+[[ $rc -eq 2 ]] && grep -q "DSSGD_TEST_HANG=\"x\" is not a RANK" hook.log || fail "a bad test hook value: exit $rc, $(cat hook.log)"
+
 # 1c. A checkpoint that crashes HDF5 1.10 itself (found by the fuzzer) is
 # refused under mpirun; neither rank crashes.
 hostile=$here/fuzz/regressions/checkpoint/hdf5-gheap-memcpy-overlap
