@@ -135,6 +135,10 @@ const char *config_aggregate_name(config_aggregate a);
  * async. */
 config_aggregate config_aggregate_rule(const config_t *c);
 
+/* The directory the data is read from: --data-dir, else the dataset's
+ * default (NULL when it has none: config_validate refuses that). */
+const char *config_data_dir(const config_t *c);
+
 /* The records the run withholds from training for the audit's non-members:
  * --audit-holdout N when given, else CONFIG_AUDIT_HOLDOUT with --audit and
  * 0 without (no holdout: the partition is the same as before the audit

@@ -148,10 +148,15 @@ static const char *aggregate_shown(const config_t *c)
                                           : aggregate_names[c->aggregate];
 }
 
-/* The data directory actually read: the dataset's default when none given. */
+const char *config_data_dir(const config_t *c)
+{
+    return c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
+}
+
+/* The data directory actually read, as printed. */
 static const char *data_dir_used(const config_t *c)
 {
-    const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
+    const char *dir = config_data_dir(c);
     return dir ? dir : "";
 }
 

@@ -202,6 +202,14 @@ wire_reason participant_download(participant_t *p, participant_ctx *ctx, const u
     return WIRE_OK;
 }
 
+/* The local epoch's visiting order: a fresh copy of the shard, shuffled,
+ * so that it depends on the rng state alone, which a checkpoint keeps. */
+static void draw_epoch_order(participant_t *p)
+{
+    memcpy(p->order, p->shard, p->shard_size * sizeof *p->order);
+    rng_shuffle_u32(&p->rng, p->order, p->shard_size);
+}
+
 void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
 {
     if (ctx->dpsgd) {
@@ -209,49 +217,45 @@ void participant_train(participant_t *p, participant_ctx *ctx, sgd_stats *stats)
         dp_train(p, ctx, dpsgd_epoch_steps(p->shard_size, ctx->batch), stats);
         return;
     }
-    /* Shuffle a fresh copy of the shard: the order then depends on the rng
-     * state alone, which is what a checkpoint keeps. */
-    memcpy(p->order, p->shard, p->shard_size * sizeof *p->order);
-    sgd_epoch(ctx->model, p->w, ctx->ws, ctx->train, p->order, p->shard_size, ctx->batch,
-              ctx->lr, &p->rng, stats);
+    draw_epoch_order(p);
+    sgd_batches(ctx->model, p->w, ctx->ws, ctx->train, p->order, p->shard_size, ctx->batch,
+                ctx->lr, stats);
 }
 
-/* Trains the mini-batches of round `round` of the local epoch (all of them
- * without --local-steps). Returns the examples trained on: 0 once the
- * shard is used up (shards of other sizes set the number of rounds). */
+/* Round `round` of a local epoch of `total` units taken `per` a round
+ * (0: all in one round): sets *first and returns how many, 0 once the
+ * epoch is used up (shards of other sizes set the number of rounds). */
+static size_t round_span(size_t total, size_t per, uint32_t round, size_t *first)
+{
+    if (per == 0)
+        per = total;
+    *first = (size_t)round * per;
+    if (*first >= total)
+        return 0;
+    return total - *first < per ? total - *first : per;
+}
+
+/* Trains round `round` of the local epoch: --local-steps K steps of it
+ * (all of them without --local-steps). Returns the units trained (DP-SGD:
+ * steps, each sampling the whole shard afresh; plain SGD: examples of the
+ * order drawn at round 0), 0 once the epoch is used up. */
 static size_t train_round(participant_t *p, participant_ctx *ctx, uint32_t round,
                           sgd_stats *stats)
 {
+    size_t first, count;
+    *stats = (sgd_stats){0};
     if (ctx->dpsgd) {
-        /* The epoch's steps, K a round: no order to keep between rounds,
-         * every step samples the whole shard afresh. */
-        uint64_t total = dpsgd_epoch_steps(p->shard_size, ctx->batch), first = 0, steps = total;
-        if (ctx->local_steps > 0) {
-            first = (uint64_t)round * (uint64_t)ctx->local_steps;
-            steps = first >= total ? 0 : total - first;
-            if (steps > (uint64_t)ctx->local_steps)
-                steps = (uint64_t)ctx->local_steps;
-        }
-        *stats = (sgd_stats){0};
-        return steps ? (size_t)dp_train(p, ctx, steps, stats) : 0;
+        count = round_span(dpsgd_epoch_steps(p->shard_size, ctx->batch),
+                           (size_t)ctx->local_steps, round, &first);
+        return count ? (size_t)dp_train(p, ctx, count, stats) : 0;
     }
-    if (ctx->local_steps == 0) {
-        participant_train(p, ctx, stats);
-        return p->shard_size;
-    }
-    if (round == 0) { /* the epoch's order, as participant_train draws it */
-        memcpy(p->order, p->shard, p->shard_size * sizeof *p->order);
-        rng_shuffle_u32(&p->rng, p->order, p->shard_size);
-    }
-    size_t per = (size_t)ctx->local_steps * (size_t)ctx->batch;
-    size_t start = (size_t)round * per;
-    if (start >= p->shard_size) {
-        *stats = (sgd_stats){0};
-        return 0;
-    }
-    size_t count = p->shard_size - start < per ? p->shard_size - start : per;
-    sgd_batches(ctx->model, p->w, ctx->ws, ctx->train, p->order + start, count, ctx->batch,
-                ctx->lr, stats);
+    if (round == 0)
+        draw_epoch_order(p);
+    count = round_span(p->shard_size, (size_t)ctx->local_steps * (size_t)ctx->batch, round,
+                       &first);
+    if (count)
+        sgd_batches(ctx->model, p->w, ctx->ws, ctx->train, p->order + first, count, ctx->batch,
+                    ctx->lr, stats);
     return count;
 }
 

@@ -84,7 +84,7 @@ static int setup(run_state *st, char *err)
 {
     const config_t *c = st->cfg;
     const transport_t *t = &st->tr;
-    const char *dir = c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset);
+    const char *dir = config_data_dir(c);
     if (dataset_load(dir, 1, &st->train, err) || dataset_load(dir, 0, &st->test, err))
         return -1;
     if (dataset_check_compatible(&st->train, &st->test, err))
@@ -1127,7 +1127,7 @@ static int claim_paths(const config_t *c, paths_lock_t locks[RUN_OUTPUTS], char 
         return -1;
     /* An output must not replace the data it trains on. */
     char data[4][DATASET_PATH_LEN];
-    int nd = dataset_files(c->data_dir[0] ? c->data_dir : dataset_default_dir(c->dataset), data);
+    int nd = dataset_files(config_data_dir(c), data);
     for (int i = 0; i < RUN_OUTPUTS; i++)
         for (int d = 0; d < nd && outputs[i][0]; d++) {
             const char *pair[2] = {outputs[i], data[d]}, *what[2] = {names[i], "a data file"};
