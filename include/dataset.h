@@ -1,5 +1,7 @@
-/* dataset: labelled images in memory and their partition into shards.
- * Pixels are floats in [0,1]; labels are bytes below num_classes. */
+/* dataset: labelled examples in memory and their partition into shards.
+ * An example is an image of channels x rows x cols floats (IDX sets: grey,
+ * 1 x 28 x 28, in [0,1]; a vector of D features is 1 x 1 x D); labels are
+ * bytes below `classes`. */
 #ifndef DSSGD_DATASET_H
 #define DSSGD_DATASET_H
 
@@ -8,14 +10,19 @@
 
 #include "rng.h"
 
-#define DATASET_NUM_CLASSES 10
+/* The classes of the IDX sets (MNIST, Fashion-MNIST). */
+#define DATASET_IDX_CLASSES 10
+/* Labels are bytes: a set may have up to 256 classes. */
+#define DATASET_MAX_CLASSES 256
 
 typedef struct {
     size_t count;       /* number of examples */
+    int channels;       /* image channels (1 for the IDX sets) */
     int rows, cols;     /* image size (28 x 28 for MNIST) */
-    size_t dim;         /* rows * cols */
-    float *x;           /* (count, dim) pixels in [0,1] */
-    uint8_t *y;         /* (count) labels in [0, DATASET_NUM_CLASSES) */
+    size_t dim;         /* channels * rows * cols */
+    int classes;        /* labels are below it; 2 to DATASET_MAX_CLASSES */
+    float *x;           /* (count, dim) pixels, channel-major within an example */
+    uint8_t *y;         /* (count) labels in [0, classes) */
 } dataset_t;
 
 /* The default directory of a named dataset ("fashion-mnist" has Debian's
@@ -37,9 +44,10 @@ void dataset_free(dataset_t *ds);
 int dataset_files(const char *dir, char paths[4][DATASET_PATH_LEN]);
 
 /* Checks that a model trained on `train` can be evaluated on `test`: the
- * two must have the same image shape (rows, cols and so dim). The counts
- * may differ. On a mismatch the message names both shapes and which set
- * has which. */
+ * two must have the same example shape (channels, rows, cols and so dim).
+ * The counts and the classes may differ (the caller decides the model's
+ * classes). On a mismatch the message names both shapes and which set has
+ * which. */
 int dataset_check_compatible(const dataset_t *train, const dataset_t *test, char *err);
 
 /* Shards: each participant's training examples as indices into the

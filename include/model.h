@@ -38,13 +38,14 @@ typedef struct {
     char spec[MODEL_SPEC_LEN];    /* the normalised spec it was built from */
     int num_layers;
     model_layer layers[MODEL_MAX_LAYERS];
-    int input_h, input_w;         /* example size, e.g. 28 x 28 */
-    size_t input_size;
+    int input_c, input_h, input_w; /* example shape, e.g. 1 x 28 x 28 */
+    size_t input_size;             /* input_c * input_h * input_w */
     int num_classes;              /* output size; softmax cross-entropy on top */
     size_t num_params;
 } model_t;
 
-/* Builds a model for (input_h x input_w) grey images and num_classes:
+/* Builds a model for images of input_c channels of input_h x input_w pixels
+ * (a vector of D features: 1 x 1 x D) and num_classes:
  *   "mlp"                  the paper's 784-128-64-10 with ReLU
  *   "cnn"                  the paper's MNIST CNN: 28x28 padded to 32x32, conv
  *                          5x5x32 tanh, max-pool 3, conv 5x5x64 tanh, max-pool
@@ -54,8 +55,8 @@ typedef struct {
  *   "d128-relu,d64-tanh,d10"  layer by layer: dN dense, cKxN conv (K x K, N
  *                          maps), pK max-pool, padK zero padding, relu, tanh
  * A final dense layer of num_classes outputs is required. */
-int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_classes,
-                char *err);
+int model_build(model_t *m, const char *spec, int input_c, int input_h, int input_w,
+                int num_classes, char *err);
 
 /* Glorot-uniform weights, zero biases, drawn from rng in layer order. */
 void model_init_params(const model_t *m, float *params, rng_t *rng);

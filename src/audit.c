@@ -181,9 +181,11 @@ int audit_carve_holdout(dataset_t *train, size_t holdout, uint64_t seed, dataset
     free(perm);
     free(held);
     out->count = holdout;
+    out->channels = train->channels;
     out->rows = train->rows;
     out->cols = train->cols;
     out->dim = dim;
+    out->classes = train->classes;
     train->count = kept;
     return 0;
 }

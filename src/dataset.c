@@ -63,16 +63,18 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err)
         goto fail;
     }
     for (size_t i = 0; i < labels.size; i++) {
-        if (labels.data[i] >= DATASET_NUM_CLASSES) {
+        if (labels.data[i] >= DATASET_IDX_CLASSES) {
             err_set(err, "%s: label %u of item %zu is not below %d", labels_path,
-                    labels.data[i], i, DATASET_NUM_CLASSES);
+                    labels.data[i], i, DATASET_IDX_CLASSES);
             goto fail;
         }
     }
     out->count = images.dims[0];
+    out->channels = 1;
     out->rows = (int)images.dims[1];
     out->cols = (int)images.dims[2];
     out->dim = (size_t)out->rows * out->cols;
+    out->classes = DATASET_IDX_CLASSES;
     out->x = err_calloc(images.size, sizeof *out->x);
     if (!out->x) {
         err_set(err, "%s: out of memory for %zu pixels", images_path, images.size);
@@ -105,10 +107,12 @@ int dataset_check_compatible(const dataset_t *train, const dataset_t *test, char
     /* The model's input size comes from the training images; evaluation
      * copies test->dim floats per example into a workspace sized by the
      * model, so any difference overflows it or reads misaligned images. */
-    if (train->rows != test->rows || train->cols != test->cols || train->dim != test->dim ||
-        train->dim != (size_t)train->rows * (size_t)train->cols)
-        return err_set(err, "the training images are %dx%d but the test images are %dx%d: "
-                       "both sets must have one image size", train->rows, train->cols,
+    if (train->channels != test->channels || train->rows != test->rows ||
+        train->cols != test->cols || train->dim != test->dim ||
+        train->dim != (size_t)train->channels * train->rows * train->cols)
+        return err_set(err, "the training images are %dx%dx%d but the test images are "
+                       "%dx%dx%d (channels x rows x cols): both sets must have one image "
+                       "shape", train->channels, train->rows, train->cols, test->channels,
                        test->rows, test->cols);
     return 0;
 }
@@ -156,12 +160,13 @@ static int partition_dirichlet(const dataset_t *ds, dataset_shards *s, size_t sh
     /* Pools of each class's examples, shuffled; participants draw label
      * proportions ~ Dirichlet(alpha) and take from the pools without
      * replacement, falling back to the fullest pool when one runs dry. */
-    size_t class_count[DATASET_NUM_CLASSES] = {0}, taken[DATASET_NUM_CLASSES] = {0};
+    const int K = ds->classes;
+    size_t class_count[DATASET_MAX_CLASSES] = {0}, taken[DATASET_MAX_CLASSES] = {0};
     for (size_t i = 0; i < ds->count; i++)
         class_count[ds->y[i]]++;
-    uint32_t *pool[DATASET_NUM_CLASSES] = {0};
+    uint32_t *pool[DATASET_MAX_CLASSES] = {0};
     int rc = -1;
-    for (int c = 0; c < DATASET_NUM_CLASSES; c++) {
+    for (int c = 0; c < K; c++) {
         pool[c] = err_calloc(class_count[c] ? class_count[c] : 1, sizeof(uint32_t));
         if (!pool[c])
             goto done;
@@ -169,21 +174,21 @@ static int partition_dirichlet(const dataset_t *ds, dataset_shards *s, size_t sh
     }
     for (size_t i = 0; i < ds->count; i++)
         pool[ds->y[i]][class_count[ds->y[i]]++] = (uint32_t)i;
-    for (int c = 0; c < DATASET_NUM_CLASSES; c++)
+    for (int c = 0; c < K; c++)
         rng_shuffle_u32(rng, pool[c], class_count[c]);
 
     for (int p = 0; p < s->count; p++) {
-        double q[DATASET_NUM_CLASSES], sum = 0;
-        for (int c = 0; c < DATASET_NUM_CLASSES; c++)
+        double q[DATASET_MAX_CLASSES] = {0}, sum = 0;
+        for (int c = 0; c < K; c++)
             sum += q[c] = rng_gamma(rng, alpha);
         if (!(sum > 0) || !isfinite(sum)) {
             /* Tiny alpha: every Gamma draw underflowed. The limit of
              * Dirichlet(alpha -> 0) is one class chosen uniformly. */
             memset(q, 0, sizeof q);
-            q[rng_below(rng, DATASET_NUM_CLASSES)] = sum = 1.0;
+            q[rng_below(rng, (uint32_t)K)] = sum = 1.0;
         }
         size_t filled = 0;
-        for (int c = 0; c < DATASET_NUM_CLASSES && filled < shard_size; c++) {
+        for (int c = 0; c < K && filled < shard_size; c++) {
             size_t want = (size_t)(q[c] / sum * (double)shard_size + 0.5);
             if (want > shard_size - filled)
                 want = shard_size - filled;
@@ -194,7 +199,7 @@ static int partition_dirichlet(const dataset_t *ds, dataset_shards *s, size_t sh
         }
         while (filled < shard_size) { /* rounding or exhausted pools */
             int fullest = 0;
-            for (int c = 1; c < DATASET_NUM_CLASSES; c++)
+            for (int c = 1; c < K; c++)
                 if (class_count[c] - taken[c] > class_count[fullest] - taken[fullest])
                     fullest = c;
             s->indices[p][filled++] = pool[fullest][taken[fullest]++];
@@ -202,7 +207,7 @@ static int partition_dirichlet(const dataset_t *ds, dataset_shards *s, size_t sh
     }
     rc = 0;
 done:
-    for (int c = 0; c < DATASET_NUM_CLASSES; c++)
+    for (int c = 0; c < K; c++)
         free(pool[c]);
     return rc;
 }
@@ -230,6 +235,8 @@ int dataset_partition_make(const dataset_t *ds, dataset_partition kind, int part
                        shard_size, shard_size * (size_t)participants, ds->count);
     if (kind == PARTITION_DIRICHLET && !(alpha > 0))
         return err_set(err, "partition: Dirichlet alpha must be > 0");
+    if (kind == PARTITION_DIRICHLET && (ds->classes < 1 || ds->classes > DATASET_MAX_CLASSES))
+        return err_set(err, "partition: a data set of %d classes", ds->classes);
     if (shards_alloc(out, participants, shard_size))
         goto oom;
 

@@ -35,7 +35,7 @@ static int add_layer(model_t *m, model_layer_kind kind, int width, int k, char *
     memset(l, 0, sizeof *l);
     l->kind = kind;
     if (m->num_layers == 0) {
-        l->in_c = 1; l->in_h = m->input_h; l->in_w = m->input_w;
+        l->in_c = m->input_c; l->in_h = m->input_h; l->in_w = m->input_w;
     } else {
         const model_layer *prev = &m->layers[m->num_layers - 1];
         l->in_c = prev->out_c; l->in_h = prev->out_h; l->in_w = prev->out_w;
@@ -131,18 +131,19 @@ static int mlp_shorthand(const char *spec, size_t input_size, int num_classes, c
     return 1;
 }
 
-int model_build(model_t *m, const char *spec, int input_h, int input_w, int num_classes,
-                char *err)
+int model_build(model_t *m, const char *spec, int input_c, int input_h, int input_w,
+                int num_classes, char *err)
 {
     memset(m, 0, sizeof *m);
     if (!spec || !*spec)
         return err_set(err, "model: empty spec");
-    if (input_h <= 0 || input_w <= 0 || num_classes < 2)
-        return err_set(err, "model: bad input %dx%d or %d classes", input_h, input_w,
-                       num_classes);
+    if (input_c <= 0 || input_h <= 0 || input_w <= 0 || num_classes < 2)
+        return err_set(err, "model: bad input %dx%dx%d or %d classes", input_c, input_h,
+                       input_w, num_classes);
+    m->input_c = input_c;
     m->input_h = input_h;
     m->input_w = input_w;
-    m->input_size = (size_t)input_h * input_w;
+    m->input_size = (size_t)input_c * input_h * input_w;
     m->num_classes = num_classes;
 
     char layers[MODEL_SPEC_LEN];

@@ -95,8 +95,8 @@ static int setup(run_state *st, char *err)
     if (config_audit_holdout(c) > 0 &&
         audit_carve_holdout(&st->train, config_audit_holdout(c), c->seed, &st->holdout, err))
         return -1;
-    if (model_build(&st->model, c->model, st->train.rows, st->train.cols, DATASET_NUM_CLASSES,
-                    err))
+    if (model_build(&st->model, c->model, st->train.channels, st->train.rows, st->train.cols,
+                    st->train.classes, err))
         return -1;
     st->n = st->model.num_params;
     if (st->n >= UINT32_MAX)

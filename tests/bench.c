@@ -156,7 +156,7 @@ static void bench_training(const bench_out *o, const dataset_t *train, const cha
 {
     char err[ERR_LEN];
     model_t m;
-    if (model_build(&m, spec, 28, 28, 10, err)) {
+    if (model_build(&m, spec, 1, 28, 28, 10, err)) {
         fprintf(stderr, "bench: %s\n", err);
         exit(1);
     }
@@ -219,7 +219,7 @@ static void bench_dpsgd(const bench_out *o, const dataset_t *train)
 {
     char err[ERR_LEN];
     model_t m;
-    if (model_build(&m, "mlp", 28, 28, 10, err)) {
+    if (model_build(&m, "mlp", 1, 28, 28, 10, err)) {
         fprintf(stderr, "bench: %s\n", err);
         exit(1);
     }

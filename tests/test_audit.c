@@ -19,7 +19,8 @@
  * carries i instead (an identity that survives moves). */
 static dataset_t random_data(size_t count, uint64_t seed, int tag)
 {
-    dataset_t d = {.count = count, .rows = 8, .cols = 8, .dim = 64};
+    dataset_t d = {.count = count, .channels = 1, .rows = 8, .cols = 8, .dim = 64,
+                   .classes = DATASET_IDX_CLASSES};
     d.x = malloc(count * d.dim * sizeof *d.x);
     d.y = malloc(count);
     assert_non_null(d.x);
@@ -31,7 +32,7 @@ static dataset_t random_data(size_t count, uint64_t seed, int tag)
             d.x[i * d.dim + j] = (float)rng_uniform(&rng);
         if (tag)
             d.x[i * d.dim] = (float)i;
-        d.y[i] = (uint8_t)rng_below(&rng, DATASET_NUM_CLASSES);
+        d.y[i] = (uint8_t)rng_below(&rng, DATASET_IDX_CLASSES);
     }
     return d;
 }
@@ -148,7 +149,7 @@ static void test_loss_attack_on_an_overfit_model(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "d64-relu,d10", 8, 8, 10, err), 0);
+    assert_int_equal(model_build(&m, "d64-relu,d10", 1, 8, 8, 10, err), 0);
     model_ws *ws = model_ws_create(&m, 64);
     dataset_t d = random_data(100, 1, 0);
     uint32_t *mem = range(0, 50), *non = range(50, 50);
@@ -179,7 +180,7 @@ static void test_loss_attack_on_a_model_that_never_saw_the_members(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "d64-relu,d10", 8, 8, 10, err), 0);
+    assert_int_equal(model_build(&m, "d64-relu,d10", 1, 8, 8, 10, err), 0);
     model_ws *ws = model_ws_create(&m, 64);
     enum { SEEN = 50, M = 500 };
     dataset_t d = random_data(SEEN + 2 * M, 2, 0);
@@ -212,7 +213,7 @@ static void test_server_view_singles_out_a_one_record_shard(void **state)
     snprintf(path, sizeof path, "%s/audit.csv", dir);
     snprintf(scores, sizeof scores, "%s/scores.csv", dir);
     model_t m;
-    assert_int_equal(model_build(&m, "d32-relu,d10", 8, 8, 10, err), 0);
+    assert_int_equal(model_build(&m, "d32-relu,d10", 1, 8, 8, 10, err), 0);
     size_t n = m.num_params;
     dataset_t train = random_data(10, 4, 0), holdout = random_data(99, 5, 0);
     model_ws *ws = model_ws_create(&m, 1);
@@ -341,7 +342,7 @@ static void test_audit_epochs_and_turns(void **state)
     assert_int_equal(tu_make_tmpdir(dir, "test_audit"), 0);
     snprintf(path, sizeof path, "%s/a.csv", dir);
     model_t m;
-    assert_int_equal(model_build(&m, "d10", 8, 8, 10, err), 0);
+    assert_int_equal(model_build(&m, "d10", 1, 8, 8, 10, err), 0);
     dataset_t train = random_data(10, 4, 0), holdout = random_data(10, 5, 0);
     size_t size = 5;
     uint32_t *sh = range(0, 5);

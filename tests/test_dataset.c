@@ -297,12 +297,12 @@ static void test_load_real_fashion_mnist(void **state)
     assert_int_equal(ds.rows, 28);
     assert_int_equal(ds.cols, 28);
     assert_int_equal(ds.dim, 784);
-    size_t per_class[DATASET_NUM_CLASSES] = {0};
+    size_t per_class[DATASET_IDX_CLASSES] = {0};
     for (size_t i = 0; i < ds.count; i++) {
-        assert_true(ds.y[i] < DATASET_NUM_CLASSES);
+        assert_true(ds.y[i] < DATASET_IDX_CLASSES);
         per_class[ds.y[i]]++;
     }
-    for (int c = 0; c < DATASET_NUM_CLASSES; c++)
+    for (int c = 0; c < DATASET_IDX_CLASSES; c++)
         assert_int_equal(per_class[c], 6000);
     float lo = 1, hi = 0;
     for (size_t i = 0; i < ds.count * ds.dim; i++) {
@@ -318,7 +318,7 @@ static void test_load_real_fashion_mnist(void **state)
     assert_int_equal(ds.rows, 28);
     assert_int_equal(ds.cols, 28);
     for (size_t i = 0; i < ds.count; i++)
-        assert_true(ds.y[i] < DATASET_NUM_CLASSES);
+        assert_true(ds.y[i] < DATASET_IDX_CLASSES);
     dataset_free(&ds);
 }
 
@@ -329,7 +329,8 @@ enum { PART_COUNT = 1000 };
 /* 1000 examples of one pixel, label i % 10. */
 static dataset_t synthetic(void)
 {
-    dataset_t ds = {.count = PART_COUNT, .rows = 1, .cols = 1, .dim = 1};
+    dataset_t ds = {.count = PART_COUNT, .channels = 1, .rows = 1, .cols = 1, .dim = 1,
+                    .classes = DATASET_IDX_CLASSES};
     ds.x = calloc(PART_COUNT, sizeof *ds.x);
     ds.y = malloc(PART_COUNT);
     assert_true(ds.x && ds.y);
@@ -465,10 +466,10 @@ static void class_skew(const dataset_t *ds, const dataset_shards *s, double *mea
     *max_max = 0;
     *min_max = 1;
     for (int p = 0; p < s->count; p++) {
-        size_t hist[DATASET_NUM_CLASSES] = {0}, top = 0;
+        size_t hist[DATASET_IDX_CLASSES] = {0}, top = 0;
         for (size_t i = 0; i < s->sizes[p]; i++)
             hist[ds->y[s->indices[p][i]]]++;
-        for (int c = 0; c < DATASET_NUM_CLASSES; c++)
+        for (int c = 0; c < DATASET_IDX_CLASSES; c++)
             top = hist[c] > top ? hist[c] : top;
         double f = (double)top / (double)s->sizes[p];
         sum += f;
@@ -550,15 +551,15 @@ static void test_dirichlet_tiny_alpha_picks_dominant_class_uniformly(void **stat
      * over seeds 1..200 of one shard of 10: label 0 dominates the shard fewer
      * than 40 times (uniform: 20 expected, standard deviation 4.2). */
     dataset_t ds = synthetic();
-    int dominant[DATASET_NUM_CLASSES] = {0};
+    int dominant[DATASET_IDX_CLASSES] = {0};
     for (uint64_t seed = 1; seed <= 200; seed++) {
         dataset_shards s;
         make_partition(&ds, PARTITION_DIRICHLET, 1, 10, 1e-4, seed, &s);
-        size_t hist[DATASET_NUM_CLASSES] = {0}, top = 0;
+        size_t hist[DATASET_IDX_CLASSES] = {0}, top = 0;
         int top_class = 0;
         for (size_t i = 0; i < s.sizes[0]; i++)
             hist[ds.y[s.indices[0][i]]]++;
-        for (int c = 0; c < DATASET_NUM_CLASSES; c++)
+        for (int c = 0; c < DATASET_IDX_CLASSES; c++)
             if (hist[c] > top) {
                 top = hist[c];
                 top_class = c;
@@ -678,8 +679,8 @@ static void test_free_accepts_zeroed_structs(void **state)
  * no pixels. */
 static dataset_t shaped(size_t count, int rows, int cols)
 {
-    return (dataset_t){.count = count, .rows = rows, .cols = cols,
-                       .dim = (size_t)rows * (size_t)cols};
+    return (dataset_t){.count = count, .channels = 1, .rows = rows, .cols = cols,
+                       .dim = (size_t)rows * (size_t)cols, .classes = DATASET_IDX_CLASSES};
 }
 
 static void test_compatible_accepts_one_shape_with_different_counts(void **state)
@@ -699,12 +700,18 @@ static void test_compatible_refuses_each_way_naming_both_shapes(void **state)
     char err[ERR_LEN] = "";
     dataset_t small = shaped(100, 27, 27), big = shaped(100, 28, 28);
     assert_int_equal(dataset_check_compatible(&small, &big, err), -1);
-    assert_string_equal(err, "the training images are 27x27 but the test images are 28x28: "
-                             "both sets must have one image size");
+    assert_string_equal(err, "the training images are 1x27x27 but the test images are 1x28x28 "
+                             "(channels x rows x cols): both sets must have one image shape");
     err[0] = '\0';
     assert_int_equal(dataset_check_compatible(&big, &small, err), -1);
-    assert_non_null(strstr(err, "training images are 28x28"));
-    assert_non_null(strstr(err, "test images are 27x27"));
+    assert_non_null(strstr(err, "training images are 1x28x28"));
+    assert_non_null(strstr(err, "test images are 1x27x27"));
+    /* channels count: 3 x 28 x 28 is not 1 x 28 x 28 */
+    dataset_t colour = shaped(100, 28, 28);
+    colour.channels = 3;
+    colour.dim *= 3;
+    assert_int_equal(dataset_check_compatible(&colour, &big, err), -1);
+    assert_non_null(strstr(err, "training images are 3x28x28"));
 }
 
 /* 28x27 and 27x28 have the same number of pixels but not the same images. */
@@ -733,7 +740,7 @@ static void test_compatible_on_loaded_splits(void **state)
     test.cols = SYN_COLS + 1; /* as if the test files were wider */
     test.dim = (size_t)test.rows * (size_t)test.cols;
     assert_int_equal(dataset_check_compatible(&train, &test, err), -1);
-    assert_non_null(strstr(err, "test images are 4x5"));
+    assert_non_null(strstr(err, "test images are 1x4x5"));
     dataset_free(&train);
     dataset_free(&test);
 }

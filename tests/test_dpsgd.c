@@ -33,7 +33,8 @@
 /* count random side x side images in [0, 1), random labels. */
 static dataset_t random_data(size_t count, int side, uint64_t seed)
 {
-    dataset_t ds = {.count = count, .rows = side, .cols = side, .dim = (size_t)side * side};
+    dataset_t ds = {.count = count, .channels = 1, .rows = side, .cols = side,
+                    .dim = (size_t)side * side, .classes = DATASET_IDX_CLASSES};
     ds.x = malloc(count * ds.dim * sizeof *ds.x);
     ds.y = malloc(count);
     rng_t r;
@@ -72,7 +73,7 @@ static model_t build(const char *spec, int side)
 {
     model_t m;
     char err[ERR_LEN];
-    if (model_build(&m, spec, side, side, 10, err))
+    if (model_build(&m, spec, 1, side, side, 10, err))
         fail_msg("%s", err);
     return m;
 }

@@ -59,7 +59,7 @@ static void check_gradient_allowing(const char *spec, int h_img, int w_img, int 
 {
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, spec, h_img, w_img, 10, err), 0);
+    assert_int_equal(model_build(&m, spec, 1, h_img, w_img, 10, err), 0);
     rng_t rng;
     rng_init(&rng, 42, 7);
     model_ws *ws = model_ws_create(&m, batch);
@@ -110,7 +110,7 @@ static void check_gradient(const char *spec, int h_img, int w_img, int batch, si
     if (!count) {
         char err[ERR_LEN];
         model_t m;
-        model_build(&m, spec, h_img, w_img, 10, err);
+        model_build(&m, spec, 1, h_img, w_img, 10, err);
         count = m.num_params;
     }
     check_gradient_allowing(spec, h_img, w_img, batch, checks, h, abs_tol, rel_tol, count / 200);
@@ -165,7 +165,7 @@ static void test_forward_matches_naive_loop(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "d32-relu,d16-tanh,d10", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "d32-relu,d16-tanh,d10", 1, 28, 28, 10, err), 0);
     rng_t rng;
     rng_init(&rng, 3, 1);
     for (int batch = 1; batch <= 33; batch += 16) {
@@ -219,7 +219,7 @@ static void test_fused_step_equals_gradient_step(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "mlp", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "mlp", 1, 28, 28, 10, err), 0);
     rng_t rng;
     rng_init(&rng, 5, 1);
     model_ws *ws = model_ws_create(&m, 8);
@@ -311,7 +311,7 @@ static void test_conv_forward_matches_direct_convolution(void **state)
     for (int s = 0; s < 3; s++) {
         char err[ERR_LEN];
         model_t m;
-        assert_int_equal(model_build(&m, specs[s], sizes[s], sizes[s], 10, err), 0);
+        assert_int_equal(model_build(&m, specs[s], 1, sizes[s], sizes[s], 10, err), 0);
         rng_t rng;
         rng_init(&rng, 21, (uint64_t)s);
         int batch = 3;
@@ -365,7 +365,7 @@ static void test_pool_tie_sends_gradient_to_the_first_maximum(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "c2x1,p2,d10", 3, 3, 10, err), 0);
+    assert_int_equal(model_build(&m, "c2x1,p2,d10", 1, 3, 3, 10, err), 0);
     float *w = calloc(m.num_params, sizeof *w), *grad = calloc(m.num_params, sizeof *grad);
     w[0] = 1.0f; /* w00 of the conv; w01 = w10 = w11 = 0, bias 0 */
     const model_layer *d = &m.layers[2];
@@ -389,7 +389,7 @@ static void test_forward_counts_correct_predictions(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "d10", 2, 2, 10, err), 0);
+    assert_int_equal(model_build(&m, "d10", 1, 2, 2, 10, err), 0);
     float *w = calloc(m.num_params, sizeof *w);
     /* Bias favours class 3 whatever the input. */
     w[m.layers[0].param_offset + 40 + 3] = 5.0f;
@@ -408,17 +408,17 @@ static void test_specs_build_the_expected_networks(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "mlp", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "mlp", 1, 28, 28, 10, err), 0);
     assert_int_equal(m.num_params, 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10);
     assert_string_equal(m.spec, "d128-relu,d64-relu,d10");
-    assert_int_equal(model_build(&m, "784-256-10", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "784-256-10", 1, 28, 28, 10, err), 0);
     assert_int_equal(m.num_params, 784 * 256 + 256 + 256 * 10 + 10);
-    assert_int_equal(model_build(&m, "cnn", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "cnn", 1, 28, 28, 10, err), 0);
     assert_int_equal(m.num_params, 105506); /* the paper's count */
     assert_string_equal(m.spec, "pad2,c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d10");
     assert_int_equal(m.layers[3].out_h, 9); /* 28 / 3, floor */
     assert_int_equal(m.layers[6].out_size, 64 * 2 * 2);
-    assert_int_equal(model_build(&m, "d64-tanh,d10", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "d64-tanh,d10", 1, 28, 28, 10, err), 0);
     assert_int_equal(m.num_layers, 3);
     assert_int_equal(m.layers[1].kind, LAYER_TANH);
     /* Views tile the flat buffer with no gap. */
@@ -453,7 +453,7 @@ static void test_bad_specs_are_refused_with_a_reason(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = '\0';
-        assert_int_equal(model_build(&m, cases[i].spec, 28, 28, 10, err), -1);
+        assert_int_equal(model_build(&m, cases[i].spec, 1, 28, 28, 10, err), -1);
         if (!strstr(err, cases[i].phrase))
             fail_msg("spec '%s': message '%s' lacks '%s'", cases[i].spec, err, cases[i].phrase);
     }
@@ -464,7 +464,7 @@ static void test_init_is_deterministic_and_bounded(void **state)
     (void)state;
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, "mlp", 28, 28, 10, err), 0);
+    assert_int_equal(model_build(&m, "mlp", 1, 28, 28, 10, err), 0);
     float *a = malloc(m.num_params * sizeof *a), *b = malloc(m.num_params * sizeof *b);
     rng_t r1, r2;
     rng_init(&r1, 9, RNG_STREAM_INIT);

@@ -396,7 +396,7 @@ static void test_single_participant_full_sharing_is_plain_sgd(void **state)
         dataset_t train;
         model_t m;
         assert_int_equal(dataset_load(dataset_default_dir("fashion-mnist"), 1, &train, err), 0);
-        assert_int_equal(model_build(&m, c.model, 28, 28, 10, err), 0);
+        assert_int_equal(model_build(&m, c.model, 1, 28, 28, 10, err), 0);
         dataset_shards shards;
         rng_t part, init, sgd_rng;
         rng_init(&part, c.seed, RNG_STREAM_PARTITION);
@@ -560,7 +560,7 @@ static void test_hostile_uploads_are_refused_and_change_nothing(void **state)
     c.eval_size = 100;
     char err[ERR_LEN];
     model_t m;
-    model_build(&m, c.model, 28, 28, 10, err);
+    model_build(&m, c.model, 1, 28, 28, 10, err);
     hostile bad = {0, select_count(c.theta_u, m.num_params), (uint32_t)m.num_params, 0};
     hostile good = bad;
     good.honest = 1;

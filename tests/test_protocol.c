@@ -45,7 +45,7 @@ static fixture *fixture_make(double theta_u, config_select select, float gamma, 
         f->ds.x[i] = (float)rng_uniform(&rng);
     for (size_t i = 0; i < 200; i++)
         f->ds.y[i] = (uint8_t)rng_below(&rng, 10);
-    assert_int_equal(model_build(&f->model, "d12-relu,d10", 4, 4, 10, err), 0);
+    assert_int_equal(model_build(&f->model, "d12-relu,d10", 1, 4, 4, 10, err), 0);
     size_t n = f->model.num_params;
     f->init = malloc(n * sizeof *f->init);
     model_init_params(&f->model, f->init, &rng);
