@@ -16,7 +16,9 @@
 /* Layout (docs/DESIGN.md, section 'Checkpoint layout'):
  *   /                      attrs: format (string), version (int), epoch, seed (u64),
  *                                 config (string: the resolved configuration),
- *                                 model (string: normalised model spec)
+ *                                 model (string: normalised model spec),
+ *                                 data (string, optional: the data files read,
+ *                                 a line each, see run.c's data manifest)
  *   /server/params         float32[n]
  *   /server/stat           float64[n]
  *   /server/rng            uint64[2][RNG_STATE_WORDS]  (download rng, schedule rng)
@@ -26,14 +28,15 @@
  *   /participants/residual float32[N][n]               (only when has_residual)
  *   /participants/rng      uint64[N][RNG_STATE_WORDS]
  *   /participants/epsilon  float64[N]                  (cumulative epsilon spent)
- * /server/momentum came later within version 1: readers of version 1 files
- * accept it absent (a file from before it loads with has_momentum = 0), so
- * the version did not change. */
+ * /server/momentum and the `data` attribute came later within version 1:
+ * readers of version 1 files accept them absent (a file from before loads
+ * with has_momentum = 0 and data = NULL), so the version did not change. */
 typedef struct {
     uint64_t epoch;                 /* epochs completed */
     uint64_t seed;
     char *config;                   /* owned, NUL-terminated */
     char *model;                    /* owned, NUL-terminated */
+    char *data;                     /* owned, NUL-terminated; NULL = not recorded */
     uint64_t n;                     /* parameters */
     uint32_t participants;          /* N */
     float *server_params;           /* (n) */

@@ -25,8 +25,11 @@ typedef enum { AGGREGATE_SUM, AGGREGATE_MEAN, AGGREGATE_STALENESS, AGGREGATE_AUT
 
 typedef struct {
     /* data */
-    char dataset[32];                 /* fashion-mnist | mnist */
-    char data_dir[CONFIG_PATH_LEN];   /* "" = the dataset's default */
+    char dataset[32];                 /* fashion-mnist | mnist | h5 */
+    char data_dir[CONFIG_PATH_LEN];   /* IDX sets: "" = the dataset's default */
+    char data_file[CONFIG_PATH_LEN];  /* --dataset h5: the HDF5 data file */
+    char participant_data[CONFIG_PATH_LEN]; /* --dataset h5: one training file per
+                                               participant, "%d" = its id; "" = none */
     size_t eval_size;                 /* test examples evaluated, 0 = all */
     /* model */
     char model[256];
@@ -138,6 +141,13 @@ config_aggregate config_aggregate_rule(const config_t *c);
 /* The directory the data is read from: --data-dir, else the dataset's
  * default (NULL when it has none: config_validate refuses that). */
 const char *config_data_dir(const config_t *c);
+
+/* --dataset h5 (an HDF5 data file, include/h5data.h) rather than IDX. */
+int config_is_h5(const config_t *c);
+
+/* Participant p's training file: --participant-data with its one %d
+ * replaced by p. -1 if it does not fit in len. */
+int config_participant_file(const config_t *c, int p, char *buf, size_t len);
 
 /* The records the run withholds from training for the audit's non-members:
  * --audit-holdout N when given, else CONFIG_AUDIT_HOLDOUT with --audit and

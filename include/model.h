@@ -9,13 +9,16 @@
 #include "rng.h"
 
 #define MODEL_MAX_LAYERS 32
+/* Labels are bytes (model_ws_labels), so at most 256 classes. */
+#define MODEL_MAX_CLASSES 256
 #define MODEL_SPEC_LEN 256
 
 typedef enum {
     LAYER_DENSE, /* y = W x + b; params: W (out_size, in_size) then b (out_size) */
     LAYER_RELU,
     LAYER_TANH,
-    LAYER_CONV,  /* valid, stride 1; params: W (out_c, in_c * k * k) then b (out_c) */
+    LAYER_CONV,  /* valid, stride 1, over all in_c channels; params: W (out_c, in_c,
+                  * k, k) then b (out_c) */
     LAYER_POOL,  /* max-pool, window k, stride k (floor) */
     LAYER_PAD,   /* zero padding by k on each side (the input stage) */
 } model_layer_kind;
@@ -44,17 +47,28 @@ typedef struct {
     size_t num_params;
 } model_t;
 
-/* Builds a model for images of input_c channels of input_h x input_w pixels
- * (a vector of D features: 1 x 1 x D) and num_classes:
- *   "mlp"                  the paper's 784-128-64-10 with ReLU
- *   "cnn"                  the paper's MNIST CNN: 28x28 padded to 32x32, conv
- *                          5x5x32 tanh, max-pool 3, conv 5x5x64 tanh, max-pool
- *                          2, dense 200 tanh, dense 10 (105,506 parameters)
- *   "784-256-10"           an MLP with ReLU between dense layers (the first
- *                          number must be the input size, the last num_classes)
- *   "d128-relu,d64-tanh,d10"  layer by layer: dN dense, cKxN conv (K x K, N
- *                          maps), pK max-pool, padK zero padding, relu, tanh
- * A final dense layer of num_classes outputs is required. */
+/* Builds a model for examples of input_c x input_h x input_w (C x H x W;
+ * a vector of D features is 1 x 1 x D) and num_classes (2 to
+ * MODEL_MAX_CLASSES). The first layer reads all C channels; a dense layer
+ * reads its input flattened, channel-major (c*h*w values). Specs:
+ *   "mlp"                  dense 128 ReLU, dense 64 ReLU, dense num_classes,
+ *                          on any input (the paper's 784-128-64-10 on MNIST)
+ *   "cnn"                  the paper's MNIST CNN on any image of at least
+ *                          18 x 18 pixels and any C: padded by 2, conv 5x5x32
+ *                          tanh, max-pool 3, conv 5x5x64 tanh, max-pool 2,
+ *                          dense 200 tanh, dense num_classes (on 1 x 28 x 28
+ *                          and 10 classes: 105,506 parameters; on 3 x 32 x 32:
+ *                          171,106). Smaller images, and vectors, are refused
+ *                          with the least size and the shape given.
+ *   "784-256-10"           an MLP with ReLU between dense layers: the first
+ *                          number must be C*H*W, the last num_classes (else
+ *                          refused, naming the shape and the classes)
+ *   "d128-relu,d64-tanh,d10"  layer by layer: dN dense, cKxN conv (K x K over
+ *                          all input channels, N maps), pK max-pool, padK zero
+ *                          padding, relu, tanh
+ * A final dense layer of num_classes outputs is required. Returns 0, or -1
+ * with a message in err (ERR_LEN bytes) for a bad spec, shape or class
+ * count, or a layer that does not fit its input. */
 int model_build(model_t *m, const char *spec, int input_c, int input_h, int input_w,
                 int num_classes, char *err);
 
@@ -62,7 +76,9 @@ int model_build(model_t *m, const char *spec, int input_c, int input_h, int inpu
 void model_init_params(const model_t *m, float *params, rng_t *rng);
 
 /* Scratch memory for batches of up to max_batch examples: activations,
- * deltas, labels. Shared by every participant on a rank (they run in turn). */
+ * deltas, labels. Shared by every participant on a rank (they run in turn).
+ * NULL when memory runs out, or when max_batch times a conv layer's output
+ * pixels (out_h out_w) exceeds INT_MAX (one GEMM spans the batch). */
 typedef struct model_ws model_ws;
 model_ws *model_ws_create(const model_t *m, int max_batch);
 void model_ws_free(model_ws *ws);

@@ -186,6 +186,7 @@ void ckpt_state_free(ckpt_state *s)
         return;
     free(s->config);
     free(s->model);
+    free(s->data);
     free(s->server_params);
     free(s->server_stat);
     free(s->server_momentum);
@@ -267,8 +268,10 @@ static int check_state(const ckpt_state *s, char *err)
         return err_set(err, "the state has a missing array");
     if (!s->config || !s->model)
         return err_set(err, "the state has no %s string", s->config ? "model" : "config");
-    if (strlen(s->config) > CKPT_MAX_STRING || strlen(s->model) > CKPT_MAX_STRING)
-        return err_set(err, "the config or model string is over %zu bytes", CKPT_MAX_STRING);
+    if (strlen(s->config) > CKPT_MAX_STRING || strlen(s->model) > CKPT_MAX_STRING ||
+        (s->data && strlen(s->data) > CKPT_MAX_STRING))
+        return err_set(err, "the config, model or data string is over %zu bytes",
+                       CKPT_MAX_STRING);
     return ckpt_check_values(s, err);
 }
 
@@ -496,7 +499,8 @@ static int write_file(const char *tmp, const char *path, const ckpt_state *s, ch
         write_scalar_attr(fid, "epoch", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->epoch, path, err) < 0 ||
         write_scalar_attr(fid, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed, path, err) < 0 ||
         write_string_attr(fid, "config", s->config, path, err) < 0 ||
-        write_string_attr(fid, "model", s->model, path, err) < 0)
+        write_string_attr(fid, "model", s->model, path, err) < 0 ||
+        (s->data && write_string_attr(fid, "data", s->data, path, err) < 0))
         goto done;
     static const char *const groups[] = {"/server", "/participants"};
     for (int g = 0; g < 2; g++) {

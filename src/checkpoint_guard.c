@@ -49,6 +49,7 @@ typedef struct {
     uint64_t server_rng[2][RNG_STATE_WORDS];
     uint64_t counters[2];
     uint64_t config_len, model_len; /* without the NUL */
+    uint64_t data_len;              /* without the NUL; UINT64_MAX = no data string */
     char err[ERR_LEN];
 } guard_report;
 
@@ -57,16 +58,18 @@ typedef struct {
     size_t bytes;
 } guard_part;
 
-enum { GUARD_PARTS_MAX = 9 };
+enum { GUARD_PARTS_MAX = 10 };
 
 /* The strings and arrays of s in the order they cross the pipe. */
-static int guard_parts(const ckpt_state *s, size_t config_len, size_t model_len,
+static int guard_parts(const ckpt_state *s, const guard_report *r,
                        guard_part part[GUARD_PARTS_MAX])
 {
     size_t n = (size_t)s->n, parts = s->participants, rows = n * parts;
     int k = 0;
-    part[k++] = (guard_part){s->config, config_len};
-    part[k++] = (guard_part){s->model, model_len};
+    part[k++] = (guard_part){s->config, (size_t)r->config_len};
+    part[k++] = (guard_part){s->model, (size_t)r->model_len};
+    if (r->data_len != UINT64_MAX)
+        part[k++] = (guard_part){s->data, (size_t)r->data_len};
     part[k++] = (guard_part){s->server_params, n * sizeof *s->server_params};
     part[k++] = (guard_part){s->server_stat, n * sizeof *s->server_stat};
     if (s->has_momentum)
@@ -182,7 +185,8 @@ _Noreturn static void guard_child(int fd, const char *path, pid_t parent, long l
         memcpy(rep.counters, s.counters, sizeof rep.counters);
         rep.config_len = strlen(s.config);
         rep.model_len = strlen(s.model);
-        parts = guard_parts(&s, (size_t)rep.config_len, (size_t)rep.model_len, part);
+        rep.data_len = s.data ? strlen(s.data) : UINT64_MAX;
+        parts = guard_parts(&s, &rep, part);
     }
     if (guard_write(fd, &rep, sizeof rep, 0) < 0)
         _exit(1);
@@ -233,7 +237,8 @@ static int guard_report_valid(const guard_report *r)
            r->participants <= CKPT_MAX_PARTICIPANTS &&
            (r->has_residual == 0 || r->has_residual == 1) &&
            (r->has_momentum == 0 || r->has_momentum == 1) && r->config_len <= CKPT_MAX_STRING &&
-           r->model_len <= CKPT_MAX_STRING;
+           r->model_len <= CKPT_MAX_STRING &&
+           (r->data_len <= CKPT_MAX_STRING || r->data_len == UINT64_MAX);
 }
 
 static int guard_alloc(const guard_report *r, ckpt_state *s)
@@ -252,6 +257,13 @@ static int guard_alloc(const guard_report *r, ckpt_state *s)
     }
     s->config[r->config_len] = '\0';
     s->model[r->model_len] = '\0';
+    if (r->data_len != UINT64_MAX) {
+        if (!(s->data = malloc((size_t)r->data_len + 1))) {
+            ckpt_state_free(s);
+            return -1;
+        }
+        s->data[r->data_len] = '\0';
+    }
     s->epoch = r->epoch;
     s->seed = r->seed;
     memcpy(s->server_rng, r->server_rng, sizeof s->server_rng);
@@ -290,7 +302,7 @@ static int guard_receive(int fd, pid_t pid, int64_t deadline, long limit, const 
             no_memory = 1;
         } else {
             guard_part part[GUARD_PARTS_MAX];
-            int parts = guard_parts(s, (size_t)rep.config_len, (size_t)rep.model_len, part);
+            int parts = guard_parts(s, &rep, part);
             for (int i = 0; i < parts && got == GUARD_DONE; i++) {
                 got = guard_read(fd, part[i].data, part[i].bytes, deadline);
                 read_errno = errno;

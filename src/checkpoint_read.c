@@ -388,7 +388,7 @@ static int load_file(hid_t fid, const char *file, ckpt_state *s, char *err)
 {
     hid_t dsets[CKPT_DS_COUNT];
     hsize_t dims[CKPT_DS_COUNT][2] = {{0}};
-    char *config = NULL, *model = NULL;
+    char *config = NULL, *model = NULL, *data = NULL;
     uint64_t epoch = 0, seed = 0;
     int rc = -1;
     for (int i = 0; i < CKPT_DS_COUNT; i++)
@@ -398,6 +398,13 @@ static int load_file(hid_t fid, const char *file, ckpt_state *s, char *err)
         read_u64_attr(fid, "seed", &seed, file, err) < 0 ||
         read_string_attr(fid, "config", &config, file, err) < 0 ||
         read_string_attr(fid, "model", &model, file, err) < 0)
+        goto done;
+    htri_t has_data = H5Aexists(fid, "data");
+    if (has_data < 0) {
+        ckpt_h5_fail(err, file, "H5Aexists", "data");
+        goto done;
+    }
+    if (has_data > 0 && read_string_attr(fid, "data", &data, file, err) < 0)
         goto done;
 
     for (int i = 0; i < CKPT_DS_COUNT; i++) {
@@ -456,7 +463,8 @@ static int load_file(hid_t fid, const char *file, ckpt_state *s, char *err)
     s->seed = seed;
     s->config = config;
     s->model = model;
-    config = model = NULL;
+    s->data = data;
+    config = model = data = NULL;
     for (int i = 0; i < CKPT_DS_COUNT; i++) {
         if (dsets[i] < 0)
             continue;
@@ -480,6 +488,7 @@ done:
         ckpt_h5_close(&dsets[i], H5Dclose, "H5Dclose", file, &rc, err);
     free(config);
     free(model);
+    free(data);
     if (rc != 0)
         ckpt_state_free(s);
     return rc;
@@ -567,6 +576,15 @@ int ckpt_inspect(const char *path, FILE *out, char *err)
         size_t len = end ? (size_t)(end - line) : strlen(line);
         fprintf(out, "    %.*s\n", (int)len, line);
         line += len + (end ? 1 : 0);
+    }
+    if (s.data) {
+        fprintf(out, "data\n");
+        for (const char *line = s.data; *line;) {
+            const char *end = strchr(line, '\n');
+            size_t len = end ? (size_t)(end - line) : strlen(line);
+            fprintf(out, "    %.*s\n", (int)len, line);
+            line += len + (end ? 1 : 0);
+        }
     }
     ckpt_state_free(&s);
     if (fflush(out) != 0 || ferror(out))

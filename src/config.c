@@ -21,7 +21,7 @@ static const char *const select_names[] = {"largest", "random", "svt"};
 static const char *const download_names[] = {"stat", "random", "all"};
 static const char *const aggregate_names[] = {"sum", "mean", "staleness", "auto"};
 static const char *const partition_names[] = {"iid", "paper", "dirichlet"};
-static const char *const dataset_names[] = {"fashion-mnist", "mnist"};
+static const char *const dataset_names[] = {"fashion-mnist", "mnist", "h5"};
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -118,7 +118,18 @@ typedef struct {
     NAMES(names_)
 #define NAMES(a) .names = (a), .n_names = COUNT(a)
 
-static int when_dirichlet(const config_t *c) { return c->partition == PARTITION_DIRICHLET; }
+int config_is_h5(const config_t *c) { return strcmp(c->dataset, "h5") == 0; }
+static int when_idx(const config_t *c) { return !config_is_h5(c); }
+static int when_h5(const config_t *c) { return config_is_h5(c); }
+/* The shards are drawn from one training set (not given as site files). */
+static int when_drawn(const config_t *c)
+{
+    return !(config_is_h5(c) && c->participant_data[0]);
+}
+static int when_dirichlet(const config_t *c)
+{
+    return c->partition == PARTITION_DIRICHLET && when_drawn(c);
+}
 static int when_threshold(const config_t *c) { return c->select != SELECT_LARGEST; }
 static int when_svt(const config_t *c) { return c->select == SELECT_SVT; }
 static int when_dpsgd(const config_t *c) { return c->dpsgd; }
@@ -174,6 +185,45 @@ static int check_path(const char *opt, const char *value, char *err)
                                 "out for none", opt);
 }
 static int check_data_dir(const char *v, char *err) { return check_path("data-dir", v, err); }
+static int check_data_file(const char *v, char *err) { return check_path("data-file", v, err); }
+
+/* A pattern with exactly one %d (participant ids are ints) and no other
+ * conversion: anything else would hand snprintf arguments it lacks. "%%"
+ * stands for a literal '%'. */
+static int check_participant_data(const char *v, char *err)
+{
+    if (check_path("participant-data", v, err))
+        return -1;
+    int ids = 0;
+    for (const char *s = v; *s; s++) {
+        if (*s != '%')
+            continue;
+        if (s[1] == '%') {
+            s++;
+        } else if (s[1] == 'd') {
+            ids++;
+            s++;
+        } else {
+            return err_set(err, "--participant-data %s: '%%%c' is not allowed: the pattern "
+                           "takes one %%d (the participant's id) and %%%% for a '%%'", v,
+                           s[1] ? s[1] : ' ');
+        }
+    }
+    if (ids != 1)
+        return err_set(err, "--participant-data %s: needs exactly one %%d (the participant's "
+                       "id, e.g. sites/site-%%d.h5), has %d", v, ids);
+    return 0;
+}
+
+int config_participant_file(const config_t *c, int p, char *buf, size_t len)
+{
+    /* The pattern passed check_participant_data: one %d and %% only. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    int n = snprintf(buf, len, c->participant_data, p);
+#pragma GCC diagnostic pop
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
 static int check_checkpoint(const char *v, char *err) { return check_path("checkpoint", v, err); }
 static int check_resume(const char *v, char *err) { return check_path("resume", v, err); }
 static int check_metrics(const char *v, char *err) { return check_path("metrics", v, err); }
@@ -216,13 +266,33 @@ static const config_option options[] = {
     {.name = "dataset", .kind = KIND_STRING, FIELD(dataset, char *), NAMES(dataset_names),
      .def_str = "fashion-mnist",
      .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
-     .section = "Data", .metavar = "NAME", .help = "fashion-mnist | mnist"},
+     .section = "Data", .metavar = "NAME",
+     .help = "fashion-mnist | mnist (IDX files) | h5 (an HDF5 file,\n"
+             "--data-file; README, 'Your own data')"},
     {.name = "data-dir", .kind = KIND_STRING, FIELD(data_dir, char *),
      .check = check_data_dir,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .display = data_dir_used,
+     .shown = when_idx, .applies = "--dataset fashion-mnist or mnist",
      .section = "Data", .metavar = "DIR",
      .help = "directory of the four IDX files (.gz or not)\n"
              "[fashion-mnist: %s; mnist: required]", .help_default = ""},
+    {.name = "data-file", .kind = KIND_STRING, FIELD(data_file, char *),
+     .check = check_data_file,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .shown = when_h5,
+     .applies = "--dataset h5",
+     .section = "Data", .metavar = "FILE",
+     .help = "--dataset h5: /train/x, /train/y, /test/x, /test/y\n"
+             "(x: N x D, N x H x W or N x C x H x W, float32 or\n"
+             "uint8; y: integers; root attribute classes)",
+     .help_default = ""},
+    {.name = "participant-data", .kind = KIND_STRING, FIELD(participant_data, char *),
+     .check = check_participant_data,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .shown = when_h5,
+     .applies = "--dataset h5",
+     .section = "Data", .metavar = "PAT",
+     .help = "--dataset h5: participant p trains on file PAT with\n"
+             "%d = p (its /train), read only by the rank hosting p;\n"
+             "the test set from --data-file", .help_default = ""},
     {.name = "eval-size", .kind = KIND_SIZE, FIELD(eval_size, size_t),
      .imin = 0, .imax = 1LL << 31, .def = 0,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
@@ -243,17 +313,19 @@ static const config_option options[] = {
      .section = "Run", .metavar = "N", .help = "number of participants"},
     {.name = "partition", .kind = KIND_ENUM,
      ENUM_FIELD(partition, dataset_partition, partition_names), .def = PARTITION_PAPER,
-     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN, .shown = when_drawn,
+     .applies = "one training set (not --participant-data)",
      .section = "Run", .metavar = "KIND",
      .help = "iid | paper (independent, may overlap) | dirichlet"},
     {.name = "shard-size", .kind = KIND_SIZE, FIELD(shard_size, size_t),
      .imin = 0, .imax = 1LL << 31, .def = 600,
-     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,
+     .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN, .shown = when_drawn,
+     .applies = "one training set (not --participant-data)",
      .section = "Run", .metavar = "N", .help = "examples per participant, 0 = equal share"},
     {.name = "alpha", .kind = KIND_DOUBLE, FIELD(alpha, double),
      .min = 0, .min_open = 1, .max = 1e6, .def = 0.5,
      .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN, .shown = when_dirichlet,
-     .applies = "--partition dirichlet",
+     .applies = "--partition dirichlet on one training set",
      .section = "Run", .metavar = "A", .help = "Dirichlet concentration (> 0)"},
     {.name = "schedule", .kind = KIND_ENUM, ENUM_FIELD(schedule, config_schedule, schedule_names),
      .def = SCHEDULE_ROUND_ROBIN,
@@ -730,6 +802,16 @@ int config_validate(const config_t *c, char *err)
         return err_set(err, "--simulate-staleness applies to --schedule async only");
     if (strcmp(c->dataset, "mnist") == 0 && c->data_dir[0] == '\0')
         return err_set(err, "--dataset mnist needs --data-dir DIR (the four MNIST IDX files)");
+    if (config_is_h5(c) && !c->data_file[0])
+        return err_set(err, "--dataset h5 needs --data-file FILE.h5 (its /test set, and its "
+                       "/train set unless --participant-data gives one file per participant)");
+    if (!config_is_h5(c) && (c->data_file[0] || c->participant_data[0]))
+        return err_set(err, "--data-file and --participant-data apply to --dataset h5 (add "
+                       "--dataset h5)");
+    if (c->participant_data[0] && c->audit[0])
+        return err_set(err, "--audit needs the participants' records at the server, and "
+                       "--participant-data keeps each file on the rank that hosts its "
+                       "participant: audit a run on one --data-file instead");
     /* --partition iid and dirichlet are checked against the data size when
      * the shards are made */
     if ((c->checkpoint[0] || c->resume[0] || c->checkpoint_every) && c->mode == MODE_CENTRALIZED)

@@ -10,6 +10,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "datatool.h"
 #include "err.h"
 #include "run.h"
 
@@ -19,6 +20,7 @@ static void usage_short(FILE *out)
 {
     fprintf(out, "usage: dssgd train [options]   (dssgd train --help for all options)\n"
                  "       dssgd inspect FILE      (describe a checkpoint)\n"
+                 "       dssgd data convert|split [options]   (data files: dssgd data --help)\n"
                  "       dssgd --version\n");
 }
 
@@ -91,6 +93,10 @@ static void catch_stop_signals(void)
 
 int main(int argc, char **argv)
 {
+    /* `dssgd data` is one process's work and needs no MPI: it starts in a
+     * blink and runs where MPI cannot start (a login node). */
+    if (argc >= 2 && strcmp(argv[1], "data") == 0)
+        return datatool_main(argc - 1, argv + 1);
     MPI_Init(&argc, &argv);
     catch_stop_signals();
     int rank = 0;

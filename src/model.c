@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,12 @@ struct model_ws {
 };
 
 /* ---- building ---------------------------------------------------------- */
+
+/* Values per example in the input or any layer's output: offsets and GEMM
+ * dimensions stay well inside int. */
+#define MODEL_MAX_VALUES ((size_t)1 << 26)
+/* The smallest image side the paper's CNN fits (derived in model_build). */
+#define CNN_MIN_SIDE 18
 
 static int add_layer(model_t *m, model_layer_kind kind, int width, int k, char *err)
 {
@@ -66,7 +73,7 @@ static int add_layer(model_t *m, model_layer_kind kind, int width, int k, char *
         break;
     }
     l->out_size = (size_t)l->out_c * l->out_h * l->out_w;
-    if (l->out_size > ((size_t)1 << 26))
+    if (l->out_size > MODEL_MAX_VALUES)
         return err_set(err, "model: a layer of %zu values per example is too large", l->out_size);
     l->param_offset = m->num_params;
     m->num_params += l->param_count;
@@ -89,9 +96,9 @@ static long parse_width(const char *s, size_t len)
 }
 
 /* "784-256-10": numbers only, ReLU between dense layers. Rewritten into the
- * layer form. Returns 1 if spec has this form, 0 if not, -1 on error. */
-static int mlp_shorthand(const char *spec, size_t input_size, int num_classes, char *out,
-                         char *err)
+ * layer form; the widths are checked against m's input size and classes.
+ * Returns 1 if spec has this form, 0 if not, -1 on error. */
+static int mlp_shorthand(const char *spec, const model_t *m, char *out, char *err)
 {
     for (const char *p = spec; *p; p++)
         if (!isdigit((unsigned char)*p) && *p != '-')
@@ -113,12 +120,13 @@ static int mlp_shorthand(const char *spec, size_t input_size, int num_classes, c
     }
     if (count < 2)
         return err_set(err, "model '%s': need at least input and output widths", spec);
-    if ((size_t)widths[0] != input_size)
-        return err_set(err, "model '%s': first width %ld must be the input size %zu", spec,
-                       widths[0], input_size);
-    if (widths[count - 1] != num_classes)
+    if ((size_t)widths[0] != m->input_size)
+        return err_set(err, "model '%s': first width %ld must be the input size %zu "
+                       "(C x H x W = %d x %d x %d)", spec, widths[0], m->input_size,
+                       m->input_c, m->input_h, m->input_w);
+    if (widths[count - 1] != m->num_classes)
         return err_set(err, "model '%s': last width %ld must be the number of classes %d",
-                       spec, widths[count - 1], num_classes);
+                       spec, widths[count - 1], m->num_classes);
     out[0] = '\0';
     size_t used = 0;
     for (int i = 1; i < count; i++) {
@@ -137,23 +145,40 @@ int model_build(model_t *m, const char *spec, int input_c, int input_h, int inpu
     memset(m, 0, sizeof *m);
     if (!spec || !*spec)
         return err_set(err, "model: empty spec");
-    if (input_c <= 0 || input_h <= 0 || input_w <= 0 || num_classes < 2)
-        return err_set(err, "model: bad input %dx%dx%d or %d classes", input_c, input_h,
-                       input_w, num_classes);
+    if (input_c <= 0 || input_h <= 0 || input_w <= 0)
+        return err_set(err, "model: bad input shape %d x %d x %d (C x H x W, each > 0)",
+                       input_c, input_h, input_w);
+    /* The same bound as a layer's output (add_layer), checked before the
+     * product can overflow: sizes then fit the int the BLAS calls take. */
+    size_t ch = (size_t)input_c * (size_t)input_h;
+    if (ch > MODEL_MAX_VALUES || ch * (size_t)input_w > MODEL_MAX_VALUES)
+        return err_set(err, "model: input %d x %d x %d (C x H x W) has more than %zu values",
+                       input_c, input_h, input_w, (size_t)MODEL_MAX_VALUES);
+    if (num_classes < 2 || num_classes > MODEL_MAX_CLASSES)
+        return err_set(err, "model: %d classes (want 2 to %d: labels are bytes)", num_classes,
+                       MODEL_MAX_CLASSES);
     m->input_c = input_c;
     m->input_h = input_h;
     m->input_w = input_w;
-    m->input_size = (size_t)input_c * input_h * input_w;
+    m->input_size = ch * (size_t)input_w;
     m->num_classes = num_classes;
 
     char layers[MODEL_SPEC_LEN];
     if (strcmp(spec, "mlp") == 0) {
         snprintf(layers, sizeof layers, "d128-relu,d64-relu,d%d", num_classes);
     } else if (strcmp(spec, "cnn") == 0) {
+        /* The paper's layers on any image they fit; a side s goes
+         * pad2 -> s + 4, c5 -> s, p3 -> floor(s / 3), c5 -> floor(s / 3) - 4,
+         * p2 -> floor((floor(s / 3) - 4) / 2), which is >= 1 from s = 18. */
+        if (input_h < CNN_MIN_SIDE || input_w < CNN_MIN_SIDE)
+            return err_set(err, "model 'cnn': the paper's CNN needs images of at least %d x %d "
+                           "pixels; the data is %d x %d x %d (C x H x W)%s", CNN_MIN_SIDE,
+                           CNN_MIN_SIDE, input_c, input_h, input_w,
+                           input_h == 1 ? ": feature vectors want mlp or dense layers" : "");
         snprintf(layers, sizeof layers, "pad2,c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d%d",
                  num_classes);
     } else {
-        int shorthand = mlp_shorthand(spec, m->input_size, num_classes, layers, err);
+        int shorthand = mlp_shorthand(spec, m, layers, err);
         if (shorthand < 0)
             return -1;
         if (!shorthand) {
@@ -273,6 +298,10 @@ model_ws *model_ws_create(const model_t *m, int max_batch)
         if (l->kind != LAYER_CONV)
             continue;
         size_t p = (size_t)l->out_h * l->out_w;
+        if (b * p > (size_t)INT_MAX) { /* the batch's GEMM width is an int */
+            model_ws_free(ws);
+            return NULL;
+        }
         size_t k = (size_t)l->in_c * l->k * l->k * p;
         col = k > col ? k : col;
         tmp = l->out_size > tmp ? l->out_size : tmp;

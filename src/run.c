@@ -84,19 +84,9 @@ static int setup(run_state *st, char *err)
 {
     const config_t *c = st->cfg;
     const transport_t *t = &st->tr;
-    const char *dir = config_data_dir(c);
-    if (dataset_load(dir, 1, &st->train, err) || dataset_load(dir, 0, &st->test, err))
-        return -1;
-    if (dataset_check_compatible(&st->train, &st->test, err))
-        return err_prefix(err, "%s", dir);
-    /* The audit's non-members leave the training set before any shard is
-     * drawn, so no partition can hand them out (docs/DESIGN.md, Privacy
-     * audit). Without a holdout nothing moves: the same shards as ever. */
-    if (config_audit_holdout(c) > 0 &&
-        audit_carve_holdout(&st->train, config_audit_holdout(c), c->seed, &st->holdout, err))
-        return -1;
-    if (model_build(&st->model, c->model, st->train.channels, st->train.rows, st->train.cols,
-                    st->train.classes, err))
+    /* the test set's shape, which every training file has (run_data_load) */
+    if (model_build(&st->model, c->model, st->test.channels, st->test.rows, st->test.cols,
+                    st->classes, err))
         return -1;
     st->n = st->model.num_params;
     if (st->n >= UINT32_MAX)
@@ -107,8 +97,9 @@ static int setup(run_state *st, char *err)
 
     rng_t part_rng;
     rng_init(&part_rng, c->seed, RNG_STREAM_PARTITION);
-    if (dataset_partition_make(&st->train, c->partition, c->participants, c->shard_size,
-                               c->alpha, &part_rng, &st->shards, err))
+    if (!st->sites && dataset_partition_make(&st->train, c->partition, c->participants,
+                                             c->shard_size, c->alpha, &part_rng, &st->shards,
+                                             err))
         return -1;
 
     /* --local-steps K: exchanges per epoch, set by the largest shard. */
@@ -218,6 +209,8 @@ static void teardown(run_state *st)
     dataset_free(&st->train);
     dataset_free(&st->test);
     dataset_free(&st->holdout);
+    free(st->sites);
+    free(st->data_manifest);
     audit_free(st->audit);
 }
 
@@ -689,6 +682,10 @@ static int save_checkpoint(run_state *st, int epoch, char *err)
     }
     cs.config = text;
     cs.model = strdup(st->model.spec);
+    if (st->data_manifest && !(cs.data = strdup(st->data_manifest))) {
+        ckpt_state_free(&cs);
+        return err_set(err, "checkpoint: out of memory");
+    }
     cs.epoch = (uint64_t)epoch;
     cs.seed = c->seed;
     memcpy(cs.server_params, server_params(st->server), n * sizeof(float));
@@ -811,14 +808,17 @@ static int resume_checkpoint(run_state *st, int *done_epochs, char *err)
     rng_t sched;
     if (config_check_resume(c, cs.config, err)) {
         err_prefix(err, "%s", c->resume);
+    } else if (run_data_check_resume(st, cs.data, c->resume, err)) {
+        /* err says which file */
     } else if (strcmp(cs.model, st->model.spec) != 0) {
-        err_set(err, "%s: model %s with %llu parameters, this run builds %s with %zu on %dx%d "
-                "images", c->resume, cs.model, (unsigned long long)cs.n, st->model.spec, n,
-                st->train.rows, st->train.cols);
+        err_set(err, "%s: model %s with %llu parameters, this run builds %s with %zu on "
+                "%dx%dx%d images", c->resume, cs.model, (unsigned long long)cs.n,
+                st->model.spec, n, st->test.channels, st->test.rows, st->test.cols);
     } else if (cs.n != n) {
-        err_set(err, "%s: the checkpoint was made on images of another size: model %s has %llu "
-                "parameters there, %zu on this run's %dx%d images", c->resume, cs.model,
-                (unsigned long long)cs.n, n, st->train.rows, st->train.cols);
+        err_set(err, "%s: the checkpoint was made on images of another shape or classes: "
+                "model %s has %llu parameters there, %zu on this run's %dx%dx%d images of "
+                "%d classes", c->resume, cs.model, (unsigned long long)cs.n, n,
+                st->test.channels, st->test.rows, st->test.cols, st->classes);
     } else if (cs.participants != (uint32_t)N || cs.has_residual != (c->residual != 0)) {
         err_set(err, "%s: %u participants%s, this run has %d%s", c->resume, cs.participants,
                 cs.has_residual ? " with residuals" : "", N, c->residual ? " with residuals" : "");
@@ -1126,12 +1126,11 @@ static int claim_paths(const config_t *c, paths_lock_t locks[RUN_OUTPUTS], char 
         paths_check_distinct(resumed, resumed_names, RUN_OUTPUTS, err))
         return -1;
     /* An output must not replace the data it trains on. */
-    char data[4][DATASET_PATH_LEN];
-    int nd = dataset_files(config_data_dir(c), data);
-    for (int i = 0; i < RUN_OUTPUTS; i++)
-        for (int d = 0; d < nd && outputs[i][0]; d++) {
-            const char *pair[2] = {outputs[i], data[d]}, *what[2] = {names[i], "a data file"};
-            if (paths_check_distinct(pair, what, 2, err))
+    char data[DATASET_PATH_LEN];
+    for (int d = 0; run_data_path(c, d, data, sizeof data); d++)
+        for (int i = 0; i < RUN_OUTPUTS; i++) {
+            const char *pair[2] = {outputs[i], data}, *what[2] = {names[i], "a data file"};
+            if (outputs[i][0] && paths_check_distinct(pair, what, 2, err))
                 return -1;
         }
     for (int i = 0; i < RUN_OUTPUTS; i++) {
@@ -1167,7 +1166,11 @@ int run_train(const config_t *cfg_given, MPI_Comm comm, const run_hooks *hooks,
     if (result)
         memset(result, 0, sizeof *result);
 
-    int rc = transport_agree(t, setup(&st, err), err);
+    int rc = transport_agree(t, run_data_load(&st, err), err);
+    if (rc == 0)
+        rc = transport_agree(t, run_data_share(&st, err), err);
+    if (rc == 0)
+        rc = transport_agree(t, setup(&st, err), err);
     if (rc == 0 && cfg->dpsgd)
         resolved.dp_noise = st.dp_sigma;
     FILE *metrics = NULL;

@@ -21,11 +21,25 @@
 #include "server.h"
 #include "transport.h"
 
+/* What a rank learns of a participant's training file (--participant-data)
+ * from the rank that read it: the same on every rank after set-up. */
+typedef struct {
+    uint64_t count;               /* examples */
+    int32_t classes;              /* its `classes` attribute, else its largest label + 1 */
+    int32_t pad_;
+    uint64_t size;                /* bytes */
+    uint8_t sha256[32];
+} run_site;
+
 typedef struct {
     const config_t *cfg;
     const run_hooks *hooks;
     transport_t tr;
-    dataset_t train, test;
+    dataset_t train, test;        /* train: with --participant-data, the files this rank
+                                     read, one after another */
+    int classes;                  /* the model's outputs */
+    run_site *sites;              /* (participants) with --participant-data, else NULL */
+    char *data_manifest;          /* rank 0, --dataset h5: the files read (run_data.c) */
     model_t model;
     size_t n, k_up, k_down;
     uint32_t rounds;              /* exchanges per epoch (--local-steps), >= 1 */
@@ -70,6 +84,29 @@ static inline int run_hosted_by(int size, int participants, int rank)
     return first >= 0 && first < participants
                ? (participants - 1 - first) / run_hosts(size) + 1 : 0;
 }
+
+/* ---- the data (run_data.c) ---------------------------------------------- */
+
+/* This rank's part: the test set, and the training set or the training
+ * files of the participants it hosts (the holdout carved out for --audit).
+ * Not collective: transport_agree follows. */
+int run_data_load(run_state *st, char *err);
+
+/* After run_data_load succeeded everywhere. Collective with
+ * --participant-data (every rank learns every file's size, classes and
+ * digest: bounded, transport_allgather); sets st->classes and the shards
+ * of the site files, and on rank 0 the manifest. */
+int run_data_share(run_state *st, char *err);
+
+/* The k-th data file the run reads (k = 0, 1, ...): the IDX files found, or
+ * --data-file and every --participant-data file. Returns 0 past the last. */
+int run_data_path(const config_t *c, int k, char *buf, size_t len);
+
+/* Rank 0, on --resume: refuses a checkpoint whose manifest `saved` (NULL:
+ * none) names other data than this run's: a file missing on either side,
+ * or one whose size or SHA-256 differs (paths may differ: moved files are
+ * fine). ckpt names the checkpoint in the message. */
+int run_data_check_resume(const run_state *st, const char *saved, const char *ckpt, char *err);
 
 /* ---- what schedule.c uses of run.c -------------------------------------- */
 

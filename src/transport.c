@@ -155,6 +155,31 @@ int transport_agree(const transport_t *t, int rc, char *err)
     return any ? -1 : 0;
 }
 
+void transport_allgather(transport_t *t, const void *mine, size_t len, void *all,
+                         const char *what)
+{
+    uint8_t *table = all;
+    size_t whole = (size_t)t->size * len;
+    if (t->rank == 0) {
+        memcpy(table, mine, len);
+        for (int r = 1; r < t->size; r++) {
+            size_t got = transport_recv(t, t->comm, r, TAG_SHARE, table + (size_t)r * len, len,
+                                        t->patience, 0, what);
+            if (got != len)
+                transport_fatal(t, "rank %d sent %s of another size (%zu bytes, want %zu)", r,
+                                what, got == SIZE_MAX ? 0 : got, len);
+        }
+        for (int r = 1; r < t->size; r++)
+            transport_send_to_worker(t, r, TAG_SHARE, table, whole, -1, what);
+    } else {
+        transport_send(t, t->comm, 0, TAG_SHARE, mine, len, what);
+        size_t got = transport_recv(t, t->comm, 0, TAG_SHARE, table, whole, 2 * t->patience, 0,
+                                    what);
+        if (got != whole)
+            transport_fatal(t, "rank 0 sent %s of another size", what);
+    }
+}
+
 transport_patience transport_patience_start(double limit)
 {
     return (transport_patience){0, limit > 0 ? transport_now() : 0, limit};

@@ -24,7 +24,7 @@
 #include "server.h"
 
 /* Tags on `comm`. */
-enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE, TAG_AGREE };
+enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE, TAG_AGREE, TAG_SHARE };
 /* Commands from the server to a worker rank: {op, epoch, participant}. */
 enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_GATHER, CMD_SCATTER, CMD_STOP };
 
@@ -73,6 +73,14 @@ void transport_check(const transport_t *t, int rc, const char *what);
  * 2 * t->patience (rank 0's own set-up may be the slower one), then gives
  * up. */
 int transport_agree(const transport_t *t, int rc, char *err);
+
+/* Every rank's len bytes at `mine` into `all` (size * len bytes, rank r's
+ * at r * len) on every rank. Collective, and bounded as transport_agree is:
+ * rank 0 takes each rank's part within t->patience, then sends the whole
+ * table to each; a rank silent past its limit ends the job, named. For the
+ * small tables of set-up (what each rank read). */
+void transport_allgather(transport_t *t, const void *mine, size_t len, void *all,
+                         const char *what);
 
 /* Seconds on a monotonic clock. */
 double transport_now(void);

@@ -122,7 +122,7 @@ for shapes in "27 28" "28 27"; do
   set +e; "$bin" train --data-dir "$tmp/shapes$train_side" --participants 2 --shard-size 10 \
     --epochs 1 --quiet > "$tmp/out" 2>&1; rc=$?; set -e
   [[ $rc -eq 1 ]] || fail "train ${train_side}x$train_side, test ${test_side}x$test_side exited $rc"
-  grep -q "training images are ${train_side}x$train_side but the test images are ${test_side}x$test_side" \
+  grep -q "training images are 1x${train_side}x$train_side but the test images are 1x${test_side}x$test_side" \
     "$tmp/out" || fail "shape mismatch not named: $(cat "$tmp/out")"
 done
 

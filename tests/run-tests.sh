@@ -88,6 +88,12 @@ check audit 300 bash tests/test_audit.sh "$build"
 echo "== end-to-end"
 check e2e 1800 bash tests/e2e.sh "$build"
 
+echo "== data files: dssgd data convert and split (issue 19)"
+check datatool 120 bash tests/test_datatool.sh "$build"
+
+echo "== your own data: HDF5 files, one file per participant (same bits, who reads what, resume)"
+check sites 300 bash tests/test_sites.sh "$build"
+
 echo "== fuzz regressions: every corpus and regression input through its libFuzzer target"
 check fuzz-regressions 600 bash tests/fuzz/regress.sh "$build"
 

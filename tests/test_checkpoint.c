@@ -141,6 +141,10 @@ static void assert_state_equal(const ckpt_state *a, const ckpt_state *b)
     assert_int_equal(a->seed, b->seed);
     assert_string_equal(a->config, b->config);
     assert_string_equal(a->model, b->model);
+    if (a->data)
+        assert_string_equal(a->data, b->data);
+    else
+        assert_null(b->data);
     assert_int_equal(a->n, b->n);
     assert_int_equal(a->participants, b->participants);
     assert_int_equal(a->has_residual, b->has_residual);
@@ -396,6 +400,38 @@ static void test_file_without_momentum_loads_without_it(void **state)
         assert_state_equal(&s, &got);
         ckpt_state_free(&got);
     }
+    ckpt_state_free(&s);
+}
+
+/* The data manifest (the files a run read, a line each) survives both loads
+ * as written; a file without it (every IDX run's) loads with data = NULL,
+ * as test_file_without_momentum_loads_without_it checks through
+ * assert_state_equal. inspect lists it. */
+static void test_round_trip_keeps_data_manifest(void **state)
+{
+    fixture *fx = *state;
+    ckpt_state s, got;
+    char err[ERR_LEN] = "";
+    make_state(&s, 40, 3, 0, 52);
+    s.data = dup_string("data-file 1234 00ff sets/all.h5\nsite 0 99 abcd sites/site-0.h5\n");
+    if (ckpt_save(fx->path, &s, err) != 0)
+        fail_msg("save: %s", err);
+    for (int guarded = 0; guarded < 2; guarded++) {
+        int rc = guarded ? ckpt_load(fx->path, &got, err)
+                         : ckpt_load_unguarded(fx->path, &got, err);
+        if (rc != 0)
+            fail_msg("load: %s", err);
+        assert_state_equal(&s, &got);
+        ckpt_state_free(&got);
+    }
+    char *listing = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&listing, &len);
+    assert_int_equal(ckpt_inspect(fx->path, out, err), 0);
+    fclose(out);
+    assert_non_null(strstr(listing, "data\n    data-file 1234 00ff sets/all.h5\n"
+                                    "    site 0 99 abcd sites/site-0.h5\n"));
+    free(listing);
     ckpt_state_free(&s);
 }
 
@@ -1276,6 +1312,7 @@ int main(void)
         T(test_round_trip_keeps_edge_values),
         T(test_round_trip_with_momentum_is_bit_exact),
         T(test_file_without_momentum_loads_without_it),
+        T(test_round_trip_keeps_data_manifest),
         T(test_alloc_momentum),
         T(test_save_refuses_bad_momentum),
         T(test_save_replaces_old_checkpoint_and_leaves_no_temp_file),

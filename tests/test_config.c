@@ -239,6 +239,48 @@ static void test_refuses_local_steps_out_of_range_or_with_svt(void **state)
     assert_int_equal(c.local_steps, 2);
 }
 
+/* --dataset h5 and its files: what each needs, and --participant-data's
+ * pattern (one %d, %% for a '%', nothing else) expanded per participant. */
+static void test_h5_data_options(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[ERR_LEN], path[64];
+    parse_ok(&c, "--dataset", "h5", "--data-file", "all.h5", "--participant-data",
+             "site%%-%d.h5", (char *)NULL);
+    assert_true(config_is_h5(&c));
+    assert_string_equal(c.data_file, "all.h5");
+    assert_int_equal(config_participant_file(&c, 12, path, sizeof path), 0);
+    assert_string_equal(path, "site%-12.h5");
+    assert_int_equal(config_participant_file(&c, 12, path, 8), -1); /* does not fit */
+    static const struct {
+        const char *args[6], *phrase;
+    } bad[] = {
+        {{"--dataset", "h5"}, "--dataset h5 needs --data-file"},
+        {{"--data-file", "all.h5"}, "apply to --dataset h5"},
+        {{"--participant-data", "s-%d.h5"}, "apply to --dataset h5"},
+        {{"--dataset", "h5", "--data-file", ""}, "--data-file: empty path"},
+        {{"--dataset", "h5", "--data-file", "a.h5", "--participant-data", "s.h5"},
+         "needs exactly one %d"},
+        {{"--dataset", "h5", "--data-file", "a.h5", "--participant-data", "s-%d-%d.h5"},
+         "has 2"},
+        {{"--dataset", "h5", "--data-file", "a.h5", "--participant-data", "s-%s.h5"},
+         "'%s' is not allowed"},
+        {{"--dataset", "h5", "--data-file", "a.h5", "--participant-data", "s-%5d.h5"},
+         "'%5' is not allowed"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *const *a = bad[i].args;
+        int rc = parse(&c, err, a[0], a[1], a[2], a[3], a[4], a[5], (char *)NULL);
+        if (rc != -1 || !strstr(err, bad[i].phrase))
+            fail_msg("case %zu: rc %d, '%s' lacks '%s'", i, rc, err, bad[i].phrase);
+    }
+    assert_int_equal(parse(&c, err, "--dataset", "h5", "--data-file", "a.h5",
+                           "--participant-data", "s-%d.h5", "--audit", "x.csv", (char *)NULL),
+                     -1);
+    assert_non_null(strstr(err, "--audit needs the participants' records at the server"));
+}
+
 /* --dpsgd and its options: each reaches its field, the defaults are C = 1
  * and delta = 1e-5, and it works in every mode and with --local-steps. */
 static void test_dpsgd_options_set_their_fields(void **state)
@@ -620,13 +662,25 @@ static void test_ignored_options_are_listed(void **state)
     parse_ok(&c, "--tau", "0.5", "--alpha", "2", "--staleness-exponent", "2", (char *)NULL);
     assert_int_equal(config_ignored(&c, buf, sizeof buf), 3);
     assert_string_equal(buf,
-        "--alpha 2 is ignored: it has an effect only with --partition dirichlet\n"
+        "--alpha 2 is ignored: it has an effect only with --partition dirichlet on one "
+        "training set\n"
         "--tau 0.5 is ignored: it has an effect only with --select random or svt\n"
         "--staleness-exponent 2 is ignored: it has an effect only with --aggregate staleness "
         "(or auto with --schedule async)\n");
     parse_ok(&c, "--select", "random", "--tau", "0.5", "--partition", "dirichlet", "--alpha",
              "2", "--schedule", "async", "--staleness-exponent", "2", (char *)NULL);
     assert_int_equal(config_ignored(&c, buf, sizeof buf), 0);
+    /* site files are the shards; an HDF5 file has no data directory */
+    parse_ok(&c, "--dataset", "h5", "--data-file", "d.h5", "--participant-data", "s-%d.h5",
+             "--partition", "iid", "--shard-size", "100", "--data-dir", "idx", (char *)NULL);
+    assert_int_equal(config_ignored(&c, buf, sizeof buf), 3);
+    assert_string_equal(buf,
+        "--data-dir idx is ignored: it has an effect only with --dataset fashion-mnist or "
+        "mnist\n"
+        "--partition iid is ignored: it has an effect only with one training set (not "
+        "--participant-data)\n"
+        "--shard-size 100 is ignored: it has an effect only with one training set (not "
+        "--participant-data)\n");
     /* a value equal to the default is not seen */
     parse_ok(&c, "--mode", "centralized", "--theta-u", "0.1", (char *)NULL);
     assert_int_equal(config_ignored(&c, buf, sizeof buf), 0);
@@ -905,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_refuses_batch_out_of_range),
         cmocka_unit_test(test_refuses_zero_epochs),
         cmocka_unit_test(test_refuses_local_steps_out_of_range_or_with_svt),
+        cmocka_unit_test(test_h5_data_options),
         cmocka_unit_test(test_dpsgd_options_set_their_fields),
         cmocka_unit_test(test_dpsgd_refusals),
         cmocka_unit_test(test_dpsgd_resume_rules),

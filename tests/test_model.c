@@ -53,13 +53,14 @@ static double mean_loss(const model_t *m, const float *w, model_ws *ws, int batc
  * within h, the loss has a kink and the central difference averages two
  * slopes; backward then equals one of the one-sided differences, which is
  * accepted (with twice the tolerance: their error is O(h), not O(h^2)). */
-static void check_gradient_allowing(const char *spec, int h_img, int w_img, int batch,
-                                    size_t checks, double h, double abs_tol, double rel_tol,
-                                    size_t allowed)
+static void check_gradient_allowing(const char *spec, int c_img, int h_img, int w_img,
+                                    int classes, int batch, size_t checks, double h,
+                                    double abs_tol, double rel_tol, size_t allowed)
 {
     char err[ERR_LEN];
     model_t m;
-    assert_int_equal(model_build(&m, spec, 1, h_img, w_img, 10, err), 0);
+    if (model_build(&m, spec, c_img, h_img, w_img, classes, err))
+        fail_msg("%s", err);
     rng_t rng;
     rng_init(&rng, 42, 7);
     model_ws *ws = model_ws_create(&m, batch);
@@ -103,17 +104,26 @@ static void check_gradient_allowing(const char *spec, int h_img, int w_img, int 
 }
 
 /* At most 0.5% of the checks may miss: two kinks within h of one parameter. */
-static void check_gradient(const char *spec, int h_img, int w_img, int batch, size_t checks,
-                           double h, double abs_tol, double rel_tol)
+static void check_gradient_shape(const char *spec, int c_img, int h_img, int w_img, int classes,
+                                 int batch, size_t checks, double h, double abs_tol,
+                                 double rel_tol)
 {
     size_t count = checks;
     if (!count) {
         char err[ERR_LEN];
         model_t m;
-        model_build(&m, spec, 1, h_img, w_img, 10, err);
+        model_build(&m, spec, c_img, h_img, w_img, classes, err);
         count = m.num_params;
     }
-    check_gradient_allowing(spec, h_img, w_img, batch, checks, h, abs_tol, rel_tol, count / 200);
+    check_gradient_allowing(spec, c_img, h_img, w_img, classes, batch, checks, h, abs_tol,
+                            rel_tol, count / 200);
+}
+
+/* The same on grey h_img x w_img images and 10 classes. */
+static void check_gradient(const char *spec, int h_img, int w_img, int batch, size_t checks,
+                           double h, double abs_tol, double rel_tol)
+{
+    check_gradient_shape(spec, 1, h_img, w_img, 10, batch, checks, h, abs_tol, rel_tol);
 }
 
 static void test_gradient_dense_softmax_matches_finite_differences(void **state)
@@ -302,33 +312,51 @@ static void naive_forward(const model_t *m, const float *w, const float *img, do
 }
 
 /* conv2d, pooling and padding through im2col + sgemm agree with the direct
- * loops: logits within 1e-4 (float32 sums of up to 800 products). */
+ * loops: class probabilities within 1e-5 (float32 sums of up to 2400
+ * products), on grey and multi-channel, square and non-square images. The
+ * first conv is also checked to span all C input channels (in_c = C and
+ * out_c C k k weights), so the naive loop cannot agree by ignoring some. */
 static void test_conv_forward_matches_direct_convolution(void **state)
 {
     (void)state;
-    const char *specs[] = {"c3x4,d10", "pad1,c3x3-tanh-p2,c2x5-relu,d10", "cnn"};
-    const int sizes[] = {7, 9, 28};
-    for (int s = 0; s < 3; s++) {
+    const struct { const char *spec; int c, h, w, classes; } cases[] = {
+        {"c3x4,d10", 1, 7, 7, 10},
+        {"pad1,c3x3-tanh-p2,c2x5-relu,d10", 1, 9, 9, 10},
+        {"cnn", 1, 28, 28, 10},
+        {"c3x4,d10", 3, 7, 7, 10},
+        {"pad1,c3x3-tanh-p2,c2x5-relu,d6", 3, 9, 9, 6},
+        {"c2x3-relu-p2,c2x2,d4", 2, 6, 9, 4},  /* non-square: rows and columns apart */
+        {"cnn", 3, 32, 32, 10},
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         char err[ERR_LEN];
         model_t m;
-        assert_int_equal(model_build(&m, specs[s], 1, sizes[s], sizes[s], 10, err), 0);
+        if (model_build(&m, cases[s].spec, cases[s].c, cases[s].h, cases[s].w, cases[s].classes,
+                        err))
+            fail_msg("%s", err);
+        const model_layer *first = &m.layers[0];
+        while (first->kind != LAYER_CONV)
+            first++;
+        assert_int_equal(first->in_c, cases[s].c);
+        assert_int_equal(first->param_count,
+                         (size_t)first->out_c * cases[s].c * first->k * first->k + first->out_c);
         rng_t rng;
         rng_init(&rng, 21, (uint64_t)s);
-        int batch = 3;
+        int batch = 3, k = m.num_classes;
         model_ws *ws = model_ws_create(&m, batch);
         float *w = random_params(&m, &rng);
         random_batch(&m, ws, batch, &rng);
         model_forward(&m, w, ws, batch, NULL);
         const float *probs = model_ws_probs(ws);
         for (int r = 0; r < batch; r++) {
-            double z[10], zmax = -INFINITY, sum = 0;
+            double z[MODEL_MAX_CLASSES], zmax = -INFINITY, sum = 0;
             naive_forward(&m, w, model_ws_input(ws) + (size_t)r * m.input_size, z);
-            for (int c = 0; c < 10; c++)
+            for (int c = 0; c < k; c++)
                 zmax = fmax(zmax, z[c]);
-            for (int c = 0; c < 10; c++)
+            for (int c = 0; c < k; c++)
                 sum += exp(z[c] - zmax);
-            for (int c = 0; c < 10; c++)
-                assert_float_equal(probs[r * 10 + c], exp(z[c] - zmax) / sum, 1e-5);
+            for (int c = 0; c < k; c++)
+                assert_float_equal(probs[r * k + c], exp(z[c] - zmax) / sum, 1e-5);
         }
         free(w);
         model_ws_free(ws);
@@ -342,6 +370,106 @@ static void test_gradient_conv_pool_pad_matches_finite_differences(void **state)
     check_gradient("c3x2-relu-p2,d10", 7, 7, 2, 0, 1e-3, 5e-4, 2e-2);
 }
 
+/* Convolutions over C > 1 input channels: the first conv's weight
+ * gradient (im2col of a C-channel image), a later conv's input gradient
+ * (col2im into C maps), padding (forward, and backward through a padding
+ * between convs) and pooling per channel, on square and non-square images,
+ * with classes other than 10. */
+static void test_gradient_multichannel_conv_matches_finite_differences(void **state)
+{
+    (void)state;
+    check_gradient_shape("c3x4-tanh-p2,d5", 3, 8, 8, 5, 3, 0, 1e-3, 5e-4, 2e-2);
+    check_gradient_shape("pad1,c3x4-tanh,pad1,c3x3-tanh-p2,d5", 3, 8, 8, 5, 3, 0, 1e-3, 5e-4,
+                         2e-2);
+    check_gradient_shape("pad2,c3x3-relu-p2,c2x2-tanh,d7", 2, 5, 7, 7, 2, 0, 1e-3, 5e-4, 2e-2);
+}
+
+/* Dense layers on a 1 x 1 x D feature vector, with 3 and with 256 classes
+ * (the most byte labels allow: label 255's softmax row is exercised). */
+static void test_gradient_dense_on_vectors_matches_finite_differences(void **state)
+{
+    (void)state;
+    check_gradient_shape("mlp", 1, 1, 20, 3, 4, 400, 1e-3, 3e-4, 2e-2);
+    check_gradient_shape("20-12-3", 1, 1, 20, 3, 3, 0, 1e-2, 2e-4, 1e-2);
+    check_gradient_shape("d8-tanh,d256", 1, 1, 6, 256, 3, 0, 1e-2, 2e-4, 1e-2);
+}
+
+/* Example r's own gradient, by the plain backward pass on a batch of one
+ * (its mean loss is its loss), in double. */
+static void one_example_gradient(const model_t *m, const float *w, model_ws *batch_ws, int r,
+                                 model_ws *ws1, float *scratch, double *g)
+{
+    memcpy(model_ws_input(ws1), model_ws_input(batch_ws) + (size_t)r * m->input_size,
+           m->input_size * sizeof(float));
+    model_ws_labels(ws1)[0] = model_ws_labels(batch_ws)[r];
+    model_forward(m, w, ws1, 1, NULL);
+    memset(scratch, 0, m->num_params * sizeof *scratch);
+    model_backward(m, w, ws1, 1, 1.0f, scratch);
+    for (size_t i = 0; i < m->num_params; i++)
+        g[i] = scratch[i];
+}
+
+/* On a batch of 5, model_example_sqnorms equals the squared norm of each
+ * example's gradient computed alone, and model_backward_weighted equals
+ * the weighted sum of those gradients (1e-4 relative, L2 over the whole
+ * vector: float sums in a different order). Multi-channel convolutions
+ * (the per-example GEMM over C k k columns), padding, pooling and dense
+ * layers; and a dense net on a feature vector. */
+static void test_example_norms_and_weights_match_one_example_at_a_time(void **state)
+{
+    (void)state;
+    const struct { const char *spec; int c, h, w, classes; } cases[] = {
+        {"pad1,c3x4-tanh,c3x3-tanh-p2,d6-relu,d5", 3, 8, 8, 5},
+        {"c2x3-relu-p2,d4", 4, 5, 6, 4},
+        {"d9-tanh,d3", 1, 1, 11, 3},
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        char err[ERR_LEN];
+        model_t m;
+        if (model_build(&m, cases[s].spec, cases[s].c, cases[s].h, cases[s].w, cases[s].classes,
+                        err))
+            fail_msg("%s", err);
+        enum { BATCH = 5 };
+        size_t n = m.num_params;
+        rng_t rng;
+        rng_init(&rng, 77, (uint64_t)s);
+        model_ws *ws = model_ws_create(&m, BATCH), *ws1 = model_ws_create(&m, 1);
+        float *w = random_params(&m, &rng);
+        float *scratch = malloc(n * sizeof *scratch), *got = calloc(n, sizeof *got);
+        double *g = malloc(n * sizeof *g), *want = calloc(n, sizeof *want);
+        float weight[BATCH];
+        double sqnorm[BATCH];
+        random_batch(&m, ws, BATCH, &rng);
+        for (int r = 0; r < BATCH; r++)
+            weight[r] = (float)(0.25 + rng_uniform(&rng));
+        model_forward(&m, w, ws, BATCH, NULL);
+        model_example_sqnorms(&m, w, ws, BATCH, sqnorm);
+        model_backward_weighted(&m, w, ws, BATCH, weight, 1.0f, got);
+        for (int r = 0; r < BATCH; r++) {
+            one_example_gradient(&m, w, ws, r, ws1, scratch, g);
+            double ref = 0;
+            for (size_t i = 0; i < n; i++) {
+                ref += g[i] * g[i];
+                want[i] += weight[r] * g[i];
+            }
+            if (fabs(sqnorm[r] - ref) > 1e-4 * ref)
+                fail_msg("%s example %d: sqnorm %.9g, alone %.9g", cases[s].spec, r, sqnorm[r],
+                         ref);
+        }
+        double diff = 0, size = 0;
+        for (size_t i = 0; i < n; i++) {
+            diff += (got[i] - want[i]) * (got[i] - want[i]);
+            size += want[i] * want[i];
+        }
+        if (sqrt(diff) > 1e-4 * sqrt(size))
+            fail_msg("%s: weighted gradient off by %.3g of %.3g", cases[s].spec, sqrt(diff),
+                     sqrt(size));
+        free(w); free(scratch); free(got); free(g); free(want);
+        model_ws_free(ws);
+        model_ws_free(ws1);
+    }
+}
+
 static void test_gradient_paper_cnn_matches_finite_differences(void **state)
 {
     (void)state;
@@ -352,7 +480,7 @@ static void test_gradient_paper_cnn_matches_finite_differences(void **state)
     /* 96 maps under max-pooling: a step of h in one weight can switch
      * several windows at once, which no one-sided difference matches; allow
      * 1% (4 of 400). A wrong backward fails most checks, not a few. */
-    check_gradient_allowing("cnn", 28, 28, 2, 400, 1e-3, 5e-4, 2e-2, 4);
+    check_gradient_allowing("cnn", 1, 28, 28, 10, 2, 400, 1e-3, 5e-4, 2e-2, 4);
 }
 
 /* A pooling window with two equal maxima passes its gradient to the first
@@ -425,6 +553,72 @@ static void test_specs_build_the_expected_networks(void **state)
     assert_int_equal(m.layers[2].param_offset, 784 * 64 + 64);
 }
 
+/* Specs on input shapes other than 1 x 28 x 28 and classes other than 10. */
+static void test_specs_fit_any_input_shape(void **state)
+{
+    (void)state;
+    char err[ERR_LEN];
+    model_t m;
+    /* "cnn" on 3 x 32 x 32: pad2 -> 36, c5 -> 32, p3 -> 10, c5 -> 6, p2 -> 3.
+     * conv1 32 maps x (3 x 5 x 5) + 32 = 2,432; conv2 64 x (32 x 5 x 5) + 64
+     * = 51,264; dense 200 x (64 x 3 x 3 = 576) + 200 = 115,400; dense 10 x
+     * 200 + 10 = 2,010: 171,106 in all. */
+    assert_int_equal(model_build(&m, "cnn", 3, 32, 32, 10, err), 0);
+    assert_int_equal(m.num_params, 171106);
+    assert_string_equal(m.spec, "pad2,c5x32-tanh-p3,c5x64-tanh-p2,d200-tanh,d10");
+    assert_int_equal(m.layers[0].in_c, 3);
+    assert_int_equal(m.layers[6].out_size, 64 * 3 * 3);
+    /* The least image the cnn fits: 18 -> 22, 18, 6, 2, 1; and with 256
+     * classes: 32 x 1 x 25 + 32, 51,264, 200 x 64 + 200, 256 x 200 + 256. */
+    assert_int_equal(model_build(&m, "cnn", 1, 18, 18, 256, err), 0);
+    assert_int_equal(m.num_params, 832 + 51264 + 13000 + 51456);
+    assert_int_equal(m.layers[m.num_layers - 1].out_size, 256);
+    assert_int_equal(model_build(&m, "cnn", 2, 18, 40, 3, err), 0); /* 1 x 4 after the last pool */
+    assert_int_equal(m.layers[m.num_layers - 3].in_size, 64 * 1 * 4);
+    /* "mlp" on a feature vector of 20 and 3 classes. */
+    assert_int_equal(model_build(&m, "mlp", 1, 1, 20, 3, err), 0);
+    assert_int_equal(m.num_params, 20 * 128 + 128 + 128 * 64 + 64 + 64 * 3 + 3);
+    assert_string_equal(m.spec, "d128-relu,d64-relu,d3");
+    /* The shorthand's first width is C*H*W. */
+    assert_int_equal(model_build(&m, "3072-100-7", 3, 32, 32, 7, err), 0);
+    assert_int_equal(m.num_params, 3072 * 100 + 100 + 100 * 7 + 7);
+    assert_int_equal(model_build(&m, "20-2", 1, 1, 20, 2, err), 0);
+    /* Layer specs on multi-channel images: conv weights span all channels. */
+    assert_int_equal(model_build(&m, "c3x4-tanh-p2,d5", 3, 8, 8, 5, err), 0);
+    assert_int_equal(m.num_params, 4 * 3 * 3 * 3 + 4 + 5 * (4 * 3 * 3) + 5);
+}
+
+/* Shapes a spec does not fit, and class counts outside 2..256, are refused
+ * with the facts needed to fix them. */
+static void test_bad_shapes_and_classes_are_refused_with_a_reason(void **state)
+{
+    (void)state;
+    char err[ERR_LEN];
+    model_t m;
+    const struct { const char *spec; int c, h, w, classes; const char *phrase, *phrase2; } cases[] = {
+        {"cnn", 3, 8, 8, 10, "at least 18 x 18 pixels", "3 x 8 x 8 (C x H x W)"},
+        {"cnn", 1, 1, 20, 10, "at least 18 x 18 pixels", "1 x 1 x 20 (C x H x W)"},
+        {"cnn", 1, 17, 17, 10, "at least 18 x 18 pixels", "1 x 17 x 17"},
+        {"cnn", 1, 28, 17, 10, "at least 18 x 18 pixels", "1 x 28 x 17"},
+        {"784-10", 3, 28, 28, 10, "input size 2352", "3 x 28 x 28"},
+        {"3072-10", 3, 32, 32, 5, "number of classes 5", "last width 10"},
+        {"d10", 1, 28, 28, 1, "1 classes", "2 to 256"},
+        {"d257", 1, 28, 28, 257, "257 classes", "2 to 256"},
+        {"mlp", 0, 28, 28, 10, "bad input shape", "0 x 28 x 28"},
+        {"mlp", 65536, 65536, 65536, 10, "more than", "65536 x 65536 x 65536"},
+        {"c5x4,d10", 3, 1, 20, 10, "kernel", "1x20"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(model_build(&m, cases[i].spec, cases[i].c, cases[i].h, cases[i].w,
+                                     cases[i].classes, err), -1);
+        if (!strstr(err, cases[i].phrase) || !strstr(err, cases[i].phrase2))
+            fail_msg("spec '%s' on %d x %d x %d, %d classes: message '%s' lacks '%s' or '%s'",
+                     cases[i].spec, cases[i].c, cases[i].h, cases[i].w, cases[i].classes, err,
+                     cases[i].phrase, cases[i].phrase2);
+    }
+}
+
 static void test_bad_specs_are_refused_with_a_reason(void **state)
 {
     (void)state;
@@ -491,10 +685,15 @@ int main(void)
         cmocka_unit_test(test_fused_step_equals_gradient_step),
         cmocka_unit_test(test_conv_forward_matches_direct_convolution),
         cmocka_unit_test(test_gradient_conv_pool_pad_matches_finite_differences),
+        cmocka_unit_test(test_gradient_multichannel_conv_matches_finite_differences),
+        cmocka_unit_test(test_gradient_dense_on_vectors_matches_finite_differences),
+        cmocka_unit_test(test_example_norms_and_weights_match_one_example_at_a_time),
         cmocka_unit_test(test_gradient_paper_cnn_matches_finite_differences),
         cmocka_unit_test(test_pool_tie_sends_gradient_to_the_first_maximum),
         cmocka_unit_test(test_forward_counts_correct_predictions),
         cmocka_unit_test(test_specs_build_the_expected_networks),
+        cmocka_unit_test(test_specs_fit_any_input_shape),
+        cmocka_unit_test(test_bad_shapes_and_classes_are_refused_with_a_reason),
         cmocka_unit_test(test_bad_specs_are_refused_with_a_reason),
         cmocka_unit_test(test_init_is_deterministic_and_bounded),
     };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (ASan + UBSan) into OUTDIR:
-#   fuzz_idx fuzz_wire fuzz_checkpoint fuzz_config
+#   fuzz_idx fuzz_wire fuzz_checkpoint fuzz_config fuzz_h5data
 # Usage: tests/fuzz/build.sh OUTDIR [TARGET...]
 # Exits 77 (the "skipped" status of automake and meson) when clang or its
 # libFuzzer runtime is missing: Debian packages clang and libclang-rt-14-dev.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 out=${1:?usage: tests/fuzz/build.sh OUTDIR [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(idx wire checkpoint config)
+((${#targets[@]})) || targets=(idx wire checkpoint config h5data)
 CC=${FUZZ_CC:-clang}
 
 if ! command -v "$CC" >/dev/null; then
@@ -44,6 +44,7 @@ sources() {
     wire) echo src/wire.c ;;
     checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c src/rng.c src/err.c ;;
     config) echo src/config.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c ;;
+    h5data) echo src/h5data.c src/guard.c src/sha256.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c ;;
     *) echo "fuzz: unknown target '$1'" >&2; return 1 ;;
   esac
 }

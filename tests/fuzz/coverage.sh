@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 out=${1:-build/fuzz-cov}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(idx wire checkpoint config)
+((${#targets[@]})) || targets=(idx wire checkpoint config h5data)
 for tool in llvm-profdata llvm-cov; do
   command -v "$tool" >/dev/null || { echo "coverage: $tool not found (Debian: llvm)" >&2; exit 77; }
 done
@@ -18,6 +18,7 @@ subject() {
   case $1 in
     idx) echo src/idx.c ;; wire) echo src/wire.c ;;
     checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c ;; config) echo src/config.c ;;
+    h5data) echo src/h5data.c src/guard.c ;;
   esac
 }
 for t in "${targets[@]}"; do

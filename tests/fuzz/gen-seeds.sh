@@ -15,6 +15,14 @@ trap 'rm -rf "$work"' EXIT
   src/err.c src/idx.c src/paths.c src/wire.c $(pkg-config --libs hdf5-openmpi) -lz -lm -o "$work/gen_seeds"
 mkdir -p tests/fuzz/corpus tests/fuzz/regressions
 "$work/gen_seeds" tests/fuzz/corpus tests/fuzz/regressions
+# The data-file seeds (h5data), from their own generator.
+# shellcheck disable=SC2046
+"$CC" -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wshadow -Iinclude \
+  $(pkg-config --cflags hdf5-openmpi) tests/fuzz/gen_seeds_h5data.c src/h5data.c src/guard.c \
+  src/sha256.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c \
+  $(pkg-config --libs hdf5-openmpi) -lz -lm -o "$work/gen_seeds_h5data"
+mkdir -p tests/fuzz/corpus/h5data
+"$work/gen_seeds_h5data" tests/fuzz/corpus/h5data
 for d in tests/fuzz/corpus/*/; do
   printf '%-28s %3d files, %s\n' "$d" "$(ls "$d" | wc -l)" "$(du -sh "$d" | cut -f1)"
 done

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 
 build=${1:-build}/fuzz
 fuzz=tests/fuzz
-targets=(idx wire checkpoint config)
+targets=(idx wire checkpoint config h5data)
 
 # Rebuild only when a source is newer than a binary (or a binary is missing).
 stale=0

@@ -17,7 +17,7 @@ fi
 secs=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(idx wire checkpoint config)
+((${#targets[@]})) || targets=(idx wire checkpoint config h5data)
 build=${FUZZ_BUILD:-build/fuzz}
 jobs=${FUZZ_JOBS:-2}
 merge=${MERGE:-1}
