@@ -1106,6 +1106,22 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     return rc;
 }
 
+/* Rank 0: what the run trains on, as the data gave it. */
+static void print_data(const run_state *st, FILE *out)
+{
+    const config_t *c = st->cfg;
+    uint64_t examples = st->train.count;
+    if (st->sites) {
+        examples = 0;
+        for (int p = 0; p < c->participants; p++)
+            examples += st->sites[p].count;
+    }
+    fprintf(out, "data: %dx%dx%d examples (channels x rows x cols), %d classes; %llu training "
+            "examples%s, %zu test examples\n", st->test.channels, st->test.rows, st->test.cols,
+            st->classes, (unsigned long long)examples,
+            st->sites ? " in the participants' files" : "", st->test.count);
+}
+
 /* Rank 0, before the first epoch: an output that the first save would fail
  * on (missing or unwritable directory, a name too long for its temporary
  * file, a symbolic link, a device or FIFO), or that another run is writing,
@@ -1179,6 +1195,7 @@ int run_train(const config_t *cfg_given, MPI_Comm comm, const run_hooks *hooks,
         rc = claim_paths(cfg, locks, err);
         if (rc == 0 && !cfg->quiet) {
             config_print(cfg, stderr);
+            print_data(&st, stderr);
             fprintf(stderr, "model %s: %zu parameters; upload k = %zu, download k = %zu; "
                     "%d rank(s)\n", st.model.spec, st.n, st.k_up, st.k_down, t->size);
             if (cfg->dpsgd)
