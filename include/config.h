@@ -31,6 +31,9 @@ typedef struct {
     char participant_data[CONFIG_PATH_LEN]; /* --dataset h5: one training file per
                                                participant, "%d" = its id; "" = none */
     size_t eval_size;                 /* test examples evaluated, 0 = all */
+    size_t eval_participants;         /* participants' models: on a seeded sample of this
+                                         many of those, but at the last epoch; 0 = all */
+    int eval_every;                   /* participants' models: every K epochs and the last */
     /* model */
     char model[256];
     /* run */

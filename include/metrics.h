@@ -14,8 +14,11 @@ typedef struct {
     double seconds;            /* wall time of this epoch */
     int has_global;            /* 0 in standalone mode: no global model */
     double global_acc, global_loss;
-    int has_part;              /* 0 in centralized mode: no participants */
+    int has_part;              /* 0 in centralized mode, or an epoch the participants'
+                                  models were not evaluated (--eval-every) */
     double part_acc_mean, part_acc_min, part_acc_max;
+    size_t part_sample;        /* the participants' figures are on this many sampled
+                                  test images (--eval-participants); 0 = on all */
     uint64_t bytes_up, bytes_down;   /* protocol bytes this epoch */
     uint64_t uploads_accepted, uploads_rejected;
     double epsilon;            /* largest cumulative epsilon, 0 without DP */

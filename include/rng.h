@@ -25,6 +25,7 @@ enum {
     RNG_STREAM_SCHEDULE = 3,  /* participant order (random schedule) */
     RNG_STREAM_SERVER = 4,    /* server's random download choice */
     RNG_STREAM_CENTRAL = 5,   /* centralized baseline's shuffling */
+    RNG_STREAM_EVAL = 6,      /* the test images the participants' models are scored on */
 };
 /* Participant p's stream: disjoint from the fixed ones above. */
 static inline uint64_t rng_participant_stream(uint32_t participant)

@@ -297,6 +297,21 @@ static const config_option options[] = {
      .imin = 0, .imax = 1LL << 31, .def = 0,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
      .section = "Data", .metavar = "N", .help = "evaluate on the first N test images, 0 = all"},
+    {.name = "eval-participants", .kind = KIND_SIZE, FIELD(eval_participants, size_t),
+     .imin = 0, .imax = 1LL << 31, .def = 1000,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .shown = when_distributed,
+     .applies = "--mode dssgd or standalone",
+     .section = "Data", .metavar = "N",
+     .help = "score the participants' models each epoch on a fixed\n"
+             "sample of N of those images (drawn from the seed), on\n"
+             "all of them at the last epoch; 0 = all, every epoch"},
+    {.name = "eval-every", .kind = KIND_INT, FIELD(eval_every, int),
+     .imin = 1, .imax = 1000000, .def = 1,
+     .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN, .shown = when_distributed,
+     .applies = "--mode dssgd or standalone",
+     .section = "Data", .metavar = "K",
+     .help = "score the participants' models every K epochs and at\n"
+             "the last (the global model: every epoch)"},
     {.name = "model", .kind = KIND_STRING, FIELD(model, char *), .check = check_model,
      .def_str = "mlp",
      .resume = RESUME_MUST_MATCH, .print = PRINT_MAIN,

@@ -161,8 +161,9 @@ void metrics_progress(FILE *out, const metrics_row *r, int epochs)
         snprintf(global, sizeof global, "  global acc %.4f loss %.4f", r->global_acc,
                  r->global_loss);
     if (r->has_part)
-        snprintf(part, sizeof part, "  local acc %.4f [%.4f, %.4f]", r->part_acc_mean,
-                 r->part_acc_min, r->part_acc_max);
+        snprintf(part, sizeof part, "  local acc%s %.4f [%.4f, %.4f]",
+                 r->part_sample ? " (sample)" : "", r->part_acc_mean, r->part_acc_min,
+                 r->part_acc_max);
     if (r->bytes_up || r->bytes_down)
         snprintf(traffic, sizeof traffic, "  up %.2f MB down %.2f MB  rejected %llu",
                  (double)r->bytes_up / 1e6, (double)r->bytes_down / 1e6,

@@ -73,11 +73,66 @@ static int resolve_dpsgd(run_state *st, char *err)
     return rc;
 }
 
+static int compare_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* A Poisson batch rarely passes its mean by 3 standard deviations; larger
  * ones are processed in chunks of this. */
 static int dpsgd_max_batch(int batch)
 {
     return batch + (int)ceil(3.0 * sqrt((double)batch)) + 1;
+}
+
+/* The test images every evaluation covers: --eval-size of them, or all. */
+static size_t evaluated_count(const run_state *st)
+{
+    size_t limit = st->cfg->eval_size;
+    return limit && limit < st->test.count ? limit : st->test.count;
+}
+
+/* Whether the participants' models are scored on a sample between full
+ * evaluations: the same answer on every rank. */
+static int eval_sampled(const run_state *st)
+{
+    size_t n = st->cfg->eval_participants;
+    return n > 0 && n < evaluated_count(st);
+}
+
+/* A uniform sample of `size` of the first `count` test images, without
+ * replacement, in ascending order (drawn once from the seed's evaluation
+ * stream, so every epoch and every rank scores the same images). */
+static int draw_eval_sample(const dataset_t *test, size_t count, size_t size, uint64_t seed,
+                            dataset_t *out)
+{
+    uint32_t *idx = err_calloc(count, sizeof *idx);
+    *out = *test;
+    out->count = size;
+    out->x = err_calloc(size * test->dim, sizeof *out->x);
+    out->y = err_calloc(size, sizeof *out->y);
+    if (!idx || !out->x || !out->y) {
+        free(idx);
+        dataset_free(out);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++)
+        idx[i] = (uint32_t)i;
+    rng_t rng;
+    rng_init(&rng, seed, RNG_STREAM_EVAL);
+    for (size_t i = 0; i < size; i++) { /* partial Fisher-Yates */
+        size_t j = i + rng_below(&rng, (uint32_t)(count - i));
+        uint32_t t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+    }
+    qsort(idx, size, sizeof *idx, compare_u32);
+    for (size_t i = 0; i < size; i++) {
+        memcpy(out->x + i * test->dim, test->x + (size_t)idx[i] * test->dim,
+               test->dim * sizeof *out->x);
+        out->y[i] = test->y[idx[i]];
+    }
+    free(idx);
+    return 0;
 }
 
 static int setup(run_state *st, char *err)
@@ -123,7 +178,8 @@ static int setup(run_state *st, char *err)
 
     st->eval_ws = model_ws_create(&st->model, EVAL_BATCH);
     if (!st->eval_ws)
-        return err_set(err, "out of memory for the evaluation workspace");
+        return err_set(err, "out of memory for the evaluation workspace (or a batch of %d "
+                       "whose convolution outputs pass 2^31 floats)", EVAL_BATCH);
     if (c->mode == MODE_CENTRALIZED)
         return 0;
 
@@ -140,6 +196,10 @@ static int setup(run_state *st, char *err)
         if (!st->local[s])
             return err_set(err, "out of memory for participant %d (%zu parameters)", p, st->n);
     }
+    if (st->local_count > 0 && eval_sampled(st) &&
+        draw_eval_sample(&st->test, evaluated_count(st), c->eval_participants, c->seed,
+                         &st->eval_sample))
+        return err_set(err, "out of memory for the evaluation sample");
     if (st->local_count > 0) {
         st->ctx.model = &st->model;
         st->ctx.train = &st->train;
@@ -209,6 +269,7 @@ static void teardown(run_state *st)
     dataset_free(&st->train);
     dataset_free(&st->test);
     dataset_free(&st->holdout);
+    dataset_free(&st->eval_sample);
     free(st->sites);
     free(st->data_manifest);
     audit_free(st->audit);
@@ -274,14 +335,24 @@ void run_train_local(run_state *st)
     }
 }
 
-/* report[2s] = accuracy of local participant s, report[2s+1] = its
- * cumulative epsilon: what rank 0 needs for the metrics row. */
-static void evaluate_local(run_state *st, double *report)
+/* How an epoch scores the participants' models (the participant field of
+ * CMD_EVAL): not at all (--eval-every), on the sample, or on every
+ * evaluated test image. */
+enum { EVAL_NONE, EVAL_SAMPLE, EVAL_ALL };
+
+/* report[2s] = accuracy of local participant s (NaN with EVAL_NONE),
+ * report[2s+1] = its cumulative epsilon: what rank 0 needs for the metrics
+ * row. */
+static void evaluate_local(run_state *st, double *report, int how)
 {
     for (int s = 0; s < st->local_count; s++) {
-        sgd_stats stats;
-        sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
-                     st->cfg->eval_size, &stats);
+        sgd_stats stats = {.accuracy = NAN};
+        if (how == EVAL_SAMPLE)
+            sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws,
+                         &st->eval_sample, 0, &stats);
+        else if (how == EVAL_ALL)
+            sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
+                         st->cfg->eval_size, &stats);
         report[2 * s] = stats.accuracy;
         report[2 * s + 1] = participant_ledger(st->local[s])->spent;
     }
@@ -464,7 +535,9 @@ static void worker_loop(run_state *st)
         } else if (op == CMD_SCATTER) {
             receive_participant_state(st, hosted_participant(st, p, "state"), &ps, epoch);
         } else if (op == CMD_EVAL) {
-            evaluate_local(st, acc);
+            if (p < EVAL_NONE || p > EVAL_ALL || (p == EVAL_SAMPLE && !st->eval_sample.count))
+                transport_fatal(t, "an evaluation command of unknown kind %d", p);
+            evaluate_local(st, acc, p);
             transport_send_small(t, t->comm, 0, TAG_REPORT, acc, 2 * st->local_count,
                                  MPI_DOUBLE, "an evaluation report");
         } else {
@@ -477,14 +550,21 @@ static void worker_loop(run_state *st)
 
 /* ---- evaluation and metrics --------------------------------------------- */
 
-/* Global model (rank 0) and local models (where they live). */
+/* Global model (rank 0) and local models (where they live): the global
+ * model every epoch on every evaluated test image; the participants' as
+ * --eval-every and --eval-participants say, always all at the last epoch.
+ * Their epsilon is reported every epoch. */
 static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
 {
     transport_t *t = &st->tr;
-    int N = st->cfg->participants;
+    const config_t *c = st->cfg;
+    int N = c->participants, last = row->epoch >= c->epochs;
+    int how = last ? EVAL_ALL
+              : row->epoch % c->eval_every ? EVAL_NONE
+              : eval_sampled(st) ? EVAL_SAMPLE : EVAL_ALL;
     for (int r = run_first_host(t->size); r < t->size; r++)
         if (r != t->rank)
-            transport_send_cmd(t, r, CMD_EVAL, row->epoch, -1);
+            transport_send_cmd(t, r, CMD_EVAL, row->epoch, how);
     if (global) {
         sgd_stats stats;
         sgd_evaluate(&st->model, global, st->eval_ws, &st->test, st->cfg->eval_size, &stats);
@@ -498,7 +578,7 @@ static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
     for (int r = run_first_host(t->size); r < t->size; r++) {
         int hosted = run_hosted_by(t->size, N, r);
         if (r == t->rank) {
-            evaluate_local(st, report);
+            evaluate_local(st, report, how);
         } else {
             MPI_Status status;
             transport_wait(t, t->comm, r, TAG_REPORT, transport_reply_limit(t, hosted), 1,
@@ -516,7 +596,10 @@ static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
     row->epsilon = 0;
     for (int p = 0; p < N; p++)
         row->epsilon = fmax(row->epsilon, st->part_eps[p]);
+    if (how == EVAL_NONE)
+        return;
     row->has_part = 1;
+    row->part_sample = how == EVAL_SAMPLE ? c->eval_participants : 0;
     row->part_acc_min = INFINITY;
     row->part_acc_max = -INFINITY;
     double sum = 0;

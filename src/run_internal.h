@@ -61,6 +61,9 @@ typedef struct {
     double *part_eps;             /* (participants) cumulative epsilon, rank 0 */
     uint64_t bytes_up, bytes_down;/* this epoch */
     dataset_t holdout;            /* --audit: records no shard holds (empty without) */
+    dataset_t eval_sample;        /* ranks hosting participants: the test images their
+                                     models are scored on between full evaluations
+                                     (--eval-participants; empty: none) */
     audit_t *audit;               /* rank 0 with --audit: reads uploads, never writes */
 } run_state;
 

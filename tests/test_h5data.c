@@ -110,19 +110,35 @@ static void test_sha256_nist_vectors(void **state)
     sha256(million, 1000000, d);
     hex_of(d, hex);
     assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-    /* The same in pieces of every length from 1 to 130 (across block
-     * boundaries and the padding's two cases). */
-    for (size_t piece = 1; piece <= 130; piece++) {
+    /* The same in pieces that straddle the 64-byte blocks. */
+    static const size_t pieces[] = {1, 7, 63, 64, 65, 1000};
+    for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
         sha256_ctx c;
         sha256_init(&c);
-        for (size_t at = 0; at < 1000000; at += piece)
-            sha256_update(&c, million + at, 1000000 - at < piece ? 1000000 - at : piece);
+        for (size_t at = 0; at < 1000000; at += pieces[k])
+            sha256_update(&c, million + at, 1000000 - at < pieces[k] ? 1000000 - at : pieces[k]);
         sha256_final(&c, d);
         hex_of(d, hex);
         assert_string_equal(hex,
                             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     }
     free(million);
+    /* Messages of 0 to 200 bytes, split in two at every point, hash as a
+     * whole: every fill level of the block buffer and both padding cases. */
+    uint8_t msg[200], whole[32];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)(i * 91 + 5);
+    for (size_t len = 0; len <= sizeof msg; len++) {
+        sha256(msg, len, whole);
+        for (size_t cut = 0; cut <= len; cut++) {
+            sha256_ctx c;
+            sha256_init(&c);
+            sha256_update(&c, msg, cut);
+            sha256_update(&c, msg + cut, len - cut);
+            sha256_final(&c, d);
+            assert_memory_equal(d, whole, 32);
+        }
+    }
 }
 
 /* Messages of 0 to 200 bytes (every padding case) against sha256sum, an

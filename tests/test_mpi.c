@@ -359,6 +359,56 @@ static void test_resume_refuses_a_different_run(void **state)
 }
 
 /* Same seed, same run: two runs on all ranks agree bit for bit. */
+/* --eval-participants and --eval-every change what is scored, never what
+ * is trained: the global figures of every epoch and the participants' at
+ * the last are those of scoring everything every epoch; between, the
+ * participants' come from the sample (flagged) or are absent. The sample is
+ * drawn from the seed: the same bits on any number of ranks. */
+static void test_eval_sample_and_every_change_only_the_scoring(void **state)
+{
+    (void)state;
+    config_t c;
+    small_config(&c);
+    c.epochs = 5;
+    c.eval_size = 600;
+    c.eval_participants = 0;
+    run_result all;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &all);
+    c.eval_participants = 200;
+    c.eval_every = 2;
+    same_bits_config(&c);
+    run_result some;
+    run_ok(&c, MPI_COMM_WORLD, NULL, &some);
+    if (rank == 0) {
+        assert_memory_equal(all.params, some.params, all.n * sizeof(float));
+        for (int e = 0; e < c.epochs; e++) {
+            metrics_row a = all.rows[e], s = some.rows[e];
+            assert_true(a.global_acc == s.global_acc && a.global_loss == s.global_loss);
+            assert_true(a.epsilon == s.epsilon && a.bytes_up == s.bytes_up);
+            assert_int_equal(a.has_part, 1);
+            assert_int_equal(a.part_sample, 0);
+            if (e + 1 == c.epochs) { /* the last: everything */
+                assert_int_equal(s.has_part, 1);
+                assert_int_equal(s.part_sample, 0);
+                assert_true(a.part_acc_mean == s.part_acc_mean &&
+                            a.part_acc_min == s.part_acc_min && a.part_acc_max == s.part_acc_max);
+            } else if ((e + 1) % 2 == 0) { /* due: on the sample of 200 */
+                assert_int_equal(s.has_part, 1);
+                assert_int_equal(s.part_sample, 200);
+                /* 200 images: accuracies are multiples of 1/200 */
+                double k = s.part_acc_min * 200;
+                assert_true(fabs(k - round(k)) < 1e-9);
+                assert_true(s.part_acc_min <= s.part_acc_mean && s.part_acc_mean <= s.part_acc_max);
+            } else {
+                assert_int_equal(s.has_part, 0);
+            }
+        }
+    }
+    gentle_barrier();
+    run_result_free(&all);
+    run_result_free(&some);
+}
+
 static void test_same_seed_same_bits(void **state)
 {
     (void)state;
@@ -686,6 +736,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_local_steps_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_svt_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_dpsgd_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_eval_sample_and_every_change_only_the_scoring),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_resume_is_exact_round_robin),
         cmocka_unit_test(test_resume_is_exact_random),

@@ -18,7 +18,7 @@ subject() {
   case $1 in
     idx) echo src/idx.c ;; wire) echo src/wire.c ;;
     checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c ;; config) echo src/config.c ;;
-    h5data) echo src/h5data.c src/guard.c ;;
+    h5data) echo src/h5data_read.c src/guard.c ;;
   esac
 }
 for t in "${targets[@]}"; do
