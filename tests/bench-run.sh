@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench-run: what `make bench` runs. The C benchmarks (figures 1-4), then the
 # schedules' time to accuracy under mpirun (figure 5), the privacy audit's
-# cost (figure 7; figure 6, DP-SGD, is in the C benchmark), all into results/bench/<date>.csv
+# cost (figure 7; figure 6, DP-SGD, is in the C benchmark), the whole demo
+# run's wall time against its start-up and training (figure 8), all into
+# results/bench/<date>.csv
 # (written aside and renamed at the end: today's file is replaced whole).
 # usage: bench-run.sh [BUILD]
 set -euo pipefail
@@ -29,6 +31,7 @@ echo
 "$build/bench" --csv "$tmp" --date "$date" --host "$host"
 bash tests/bench-accuracy.sh "$build" "$tmp" "$date" "$host"
 bash tests/bench-audit.sh "$build" "$tmp" "$date" "$host"
+bash tests/bench-wall.sh "$build" "$tmp" "$date" "$host"
 # Every row gets the commit column.
 sed -i "2,\$s/\$/,$commit/" "$tmp"
 chmod 644 "$tmp"

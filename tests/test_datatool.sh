@@ -9,6 +9,7 @@
 # give the same bits as training on the one file with the same partition.
 # Usage: tests/test_datatool.sh BUILD_DIR   (about 10 s)
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd) # the repository (the script cds away)
 build=${1:-build}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 bin=$(cd "$build" && pwd)/dssgd
@@ -25,19 +26,7 @@ cd "$tmp"
 
 # ---- the first 1000 training and 200 test images, as IDX files
 mkdir data
-"$python" - /usr/share/datasets/fashion-mnist data <<'EOF'
-import gzip, struct, sys
-src, dst = sys.argv[1:3]
-for prefix, count in (("train", 1000), ("t10k", 200)):
-    for kind, header in (("images-idx3-ubyte", 16), ("labels-idx1-ubyte", 8)):
-        with gzip.open(f"{src}/{prefix}-{kind}.gz") as f:
-            head = bytearray(f.read(header))
-            size = 784 if kind.startswith("images") else 1
-            body = f.read(count * size)
-        head[4:8] = struct.pack(">I", count)
-        with open(f"{dst}/{prefix}-{kind}", "wb") as out:
-            out.write(head + body)
-EOF
+"$python" "$root/tests/cut-idx.py" /usr/share/datasets/fashion-mnist data 1000 200
 cp -r data data.orig
 
 # ---- convert: the pixel and label bytes of the IDX files, as uint8

@@ -30,6 +30,7 @@
 # Needs root; without network namespaces it prints SKIP and succeeds. About
 # 50 s on 2 cores. Usage: tests/test_netns.sh BUILD_DIR
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd) # the repository (the script cds away)
 build=${1:-build}
 bin=$(realpath "$build/dssgd")
 skip() { echo "SKIP: test_netns: $*"; exit 0; }
@@ -129,19 +130,7 @@ alive() { # the names of the processes left in host $1's namespace
 
 # ---- data: the first 1000 training and 200 test images (each rank loads it)
 mkdir data
-python3 - /usr/share/datasets/fashion-mnist data <<'EOF'
-import gzip, struct, sys
-src, dst = sys.argv[1:3]
-for prefix, count in (("train", 1000), ("t10k", 200)):
-    for kind, header in (("images-idx3-ubyte", 16), ("labels-idx1-ubyte", 8)):
-        with gzip.open(f"{src}/{prefix}-{kind}.gz") as f:
-            head = bytearray(f.read(header))
-            size = 784 if kind.startswith("images") else 1
-            body = f.read(count * size)
-        head[4:8] = struct.pack(">I", count)
-        with open(f"{dst}/{prefix}-{kind}", "wb") as out:
-            out.write(head + body)
-EOF
+python3 "$root/tests/cut-idx.py" /usr/share/datasets/fashion-mnist data 1000 200
 cfg=(--data-dir "$tmp/data" --participants 3 --shard-size 100 --model d16-relu,d10
      --eval-size 200 --quiet)
 figures() { cut -d, -f1,3- "$1"; } # every metrics column but the time

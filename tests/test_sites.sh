@@ -18,6 +18,7 @@
 #      without %d, an output naming a site file, --audit with site files.
 # About 40 s on 2 cores. Usage: tests/test_sites.sh BUILD_DIR
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd) # the repository (the script cds away)
 build=${1:-build}
 bin=$(realpath "$build/dssgd")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -76,19 +77,7 @@ echo "3 x 8 x 8 images, 3 classes: global accuracy $acc after 6 epochs (>= 0.9)"
 
 # ---- b. IDX and its HDF5 copy -------------------------------------------------
 mkdir idx
-$py - /usr/share/datasets/fashion-mnist idx <<'EOF'
-import gzip, struct, sys
-src, dst = sys.argv[1:3]
-for prefix, count in (("train", 2000), ("t10k", 300)):
-    for kind, header in (("images-idx3-ubyte", 16), ("labels-idx1-ubyte", 8)):
-        with gzip.open(f"{src}/{prefix}-{kind}.gz") as f:
-            head = bytearray(f.read(header))
-            size = 784 if kind.startswith("images") else 1
-            body = f.read(count * size)
-        head[4:8] = struct.pack(">I", count)
-        with open(f"{dst}/{prefix}-{kind}", "wb") as out:
-            out.write(head + body)
-EOF
+$py "$root/tests/cut-idx.py" /usr/share/datasets/fashion-mnist idx 2000 300
 "$bin" data convert --data-dir idx --out all.h5 > convert.log 2>&1 || fail "convert: $(cat convert.log)"
 cfg=(--participants 4 --model d16-relu,d10 --epochs 3 --quiet)
 shard=(--shard-size 300) # one training set only: site files are the shards
