@@ -15,8 +15,8 @@
  * allocate without limit ends with the kernel's OOM killer (reported as
  * SIGKILL), if it picks the child.
  *
- * Users: h5data_load (data files). ckpt_load (src/checkpoint_guard.c) does
- * the same with its own copy of this code, and its messages are these. */
+ * Users: h5data_load (data files) and ckpt_load (checkpoints,
+ * src/checkpoint_guard.c). */
 #ifndef DSSGD_GUARD_H
 #define DSSGD_GUARD_H
 

@@ -5,7 +5,7 @@
  *   src/checkpoint_read.c   reading and checking a file in this process
  *                           (ckpt_load_unguarded), and ckpt_inspect;
  *   src/checkpoint_guard.c  that same read in a forked, time-limited child
- *                           process (ckpt_load).
+ *                           process (ckpt_load, through include/guard.h).
  * Other modules use include/checkpoint.h only. */
 #ifndef DSSGD_CHECKPOINT_INTERNAL_H
 #define DSSGD_CHECKPOINT_INTERNAL_H
@@ -107,11 +107,8 @@ void ckpt_h5_quiet_end(const ckpt_h5_quiet *q);
 
 /* ckpt_load's reading and checks, and its messages, in this process: a file
  * that crashes HDF5 crashes the caller. For the fuzzer, which must see
- * HDF5's crashes, and for ckpt_load's child. On error *s is left zeroed. */
+ * HDF5's crashes, and for ckpt_load's child. On error *s is left zeroed.
+ * (Tests make that child crash or hang through guard_test_child_hook.) */
 int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err);
-
-/* Tests only: when set, ckpt_load's child calls it before it reads the file
- * (to simulate a crash or a hang). NULL otherwise. */
-extern void (*ckpt_test_child_hook)(void);
 
 #endif

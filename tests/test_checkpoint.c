@@ -21,9 +21,10 @@
 #include <cmocka.h>
 #include <hdf5.h>
 
-#include "../src/checkpoint_internal.h" /* ckpt_load_unguarded, ckpt_test_child_hook */
+#include "../src/checkpoint_internal.h" /* ckpt_load_unguarded */
 #include "checkpoint.h"
 #include "err.h"
+#include "guard.h" /* guard_test_child_hook: ckpt_load's child */
 #include "rng.h"
 #include "test_util.h"
 
@@ -58,7 +59,7 @@ static int teardown(void **state)
 {
     fixture *fx = *state;
     unsetenv("DSSGD_CKPT_PARSE_TIMEOUT");
-    ckpt_test_child_hook = NULL;
+    guard_test_child_hook = NULL;
     tu_remove_tree(fx->dir);
     free(fx);
     errno = 0;
@@ -1022,16 +1023,16 @@ static void test_load_says_how_the_reader_ended(void **state)
     fixture *fx = *state;
     ckpt_state s;
     save_standard(fx->path, &s, 30);
-    ckpt_test_child_hook = child_aborts;
+    guard_test_child_hook = child_aborts;
     assert_load_refused(fx->path, "the HDF5 library crashed (SIGABRT) while reading it");
-    ckpt_test_child_hook = child_is_killed;
+    guard_test_child_hook = child_is_killed;
     assert_load_refused(fx->path, "was killed (SIGKILL, perhaps for lack of memory)");
-    ckpt_test_child_hook = child_exits_3;
+    guard_test_child_hook = child_exits_3;
     assert_load_refused(fx->path, "ended (exit status 3) without a result");
-    ckpt_test_child_hook = child_hangs;
+    guard_test_child_hook = child_hangs;
     assert_int_equal(setenv("DSSGD_CKPT_PARSE_TIMEOUT", "1", 1), 0);
     assert_load_refused(fx->path, "did not finish reading it within 1 s");
-    ckpt_test_child_hook = NULL;
+    guard_test_child_hook = NULL;
     assert_loads_as(fx->path, &s);
     ckpt_state_free(&s);
 }
