@@ -8,7 +8,7 @@
 #   c. one file with --partition iid or dirichlet and the per-site files that
 #      `dssgd data split` makes of it train to the same bits, and the site
 #      files give the same bits on 1, 2 and 3 ranks (metrics and the final
-#      checkpoint's parameters);
+#      checkpoint's parameters), also when the sites differ in size;
 #   d. each site file is opened only by the rank that hosts its participant
 #      (strace of a 3-rank run): rank 0 opens none;
 #   e. a checkpoint records the files: a resume from moved files with the
@@ -109,6 +109,24 @@ for np in 2 3; do
   same_bits "site files on $np ranks" site-iid "np$np"
   echo "same bits: site files on $np ranks = 1 rank"
 done
+
+# Shards of different sizes (sites hold what they hold): same bits on 1 and
+# 3 ranks, also with --local-steps, whose rounds the largest shard sets.
+cp -r sites-iid uneven
+$py - <<'EOF'
+import h5py
+for site, keep in ((1, 120), (3, 250)):
+    with h5py.File(f"uneven/site-{site}.h5", "r+") as f:
+        x, y = f["train/x"][:keep], f["train/y"][:keep]
+        del f["train/x"], f["train/y"]
+        f["train/x"], f["train/y"] = x, y
+EOF
+uneven=("${cfg[@]}" "${h5[@]}" --participant-data "uneven/site-%d.h5" --schedule sync --local-steps 3)
+"$bin" train "${uneven[@]}" --metrics uneven1.csv --checkpoint uneven1.h5 || fail "uneven sites, 1 rank"
+mpirun -np 3 "$bin" train "${uneven[@]}" --metrics "$tmp/uneven3.csv" --checkpoint "$tmp/uneven3.h5" \
+  > uneven3.log 2>&1 || fail "uneven sites on 3 ranks: $(cat uneven3.log)"
+same_bits "sites of 300, 120, 300 and 250 examples with --local-steps 3" uneven1 uneven3
+echo "same bits: sites of different sizes (300, 120, 300, 250), sync, --local-steps 3, on 1 and 3 ranks"
 
 # ---- d. who opens which file ------------------------------------------------------
 if command -v strace > /dev/null; then
