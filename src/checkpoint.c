@@ -1,20 +1,19 @@
 /* checkpoint: the layout of a checkpoint file and what its writer and reader
  * share (the dataset table, the state, the value checks, HDF5 error
- * reporting), and the writer: ckpt_save, atomic (temporary name, flush,
+ * messages), and the writer: ckpt_save, atomic (temporary name, flush,
  * fsync, rename, fsync of the directory), with a test-only hook that kills
  * the process at a named step of it. The reader is in checkpoint_read.c,
- * the guarded load in checkpoint_guard.c (src/checkpoint_internal.h). */
+ * the guarded load in checkpoint_guard.c (src/checkpoint_internal.h); the
+ * HDF5 helpers shared with the data-file module in h5util.c. */
 #include "checkpoint_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -85,33 +84,11 @@ hid_t ckpt_mem_type(ckpt_elem k)
     return k == CKPT_F32 ? H5T_NATIVE_FLOAT : k == CKPT_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_UINT64;
 }
 
-/* ---- HDF5 error reporting ---------------------------------------------- */
-
-static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    ckpt_h5_failure *f = data;
-    if (n == 0 && e->desc) {
-        snprintf(f->desc, sizeof f->desc, "%s", e->desc);
-        for (char *p = f->desc; *p; p++) /* HDF5 embeds newlines: keep one line */
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
-    }
-    if (e->maj_num == H5E_PLINE)
-        f->pipeline = 1;
-    return 0;
-}
-
-ckpt_h5_failure ckpt_h5_last_failure(void)
-{
-    ckpt_h5_failure f = {.desc = "", .pipeline = 0};
-    if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, &f) < 0)
-        snprintf(f.desc, sizeof f.desc, "no HDF5 detail");
-    return f;
-}
+/* ---- HDF5 error messages ----------------------------------------------- */
 
 int ckpt_h5_fail(char *err, const char *file, const char *call, const char *what)
 {
-    ckpt_h5_failure f = ckpt_h5_last_failure();
+    h5util_failure f = h5util_last_failure();
     const char *on = what ? " on " : "";
     if (strstr(f.desc, "checksum"))
         return err_set(err, "%s: the file is corrupt (metadata checksum): %s failed%s%s", file,
@@ -123,24 +100,8 @@ int ckpt_h5_fail(char *err, const char *file, const char *call, const char *what
 void ckpt_h5_close(hid_t *id, herr_t (*fn)(hid_t), const char *call, const char *file, int *rc,
                    char *err)
 {
-    if (*id < 0)
-        return;
-    if (fn(*id) < 0 && *rc == 0)
+    if (h5util_close(id, fn) < 0 && *rc == 0)
         *rc = ckpt_h5_fail(err, file, call, NULL);
-    *id = -1;
-}
-
-/* Unchecked on purpose: a failure here changes only what HDF5 prints. */
-void ckpt_h5_quiet_begin(ckpt_h5_quiet *q)
-{
-    q->saved = H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data) >= 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-void ckpt_h5_quiet_end(const ckpt_h5_quiet *q)
-{
-    if (q->saved)
-        H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
 
 /* ---- state ------------------------------------------------------------- */
@@ -539,47 +500,6 @@ done:
     return rc;
 }
 
-/* HDF5's flush only reaches the OS; fsync reaches the disk before the rename
- * makes the file the checkpoint. */
-static int fsync_path(const char *name, int directory, const char *path, char *err)
-{
-    int fd = open(name, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0)
-        return err_set(err, "%s: cannot open %s for fsync: %s", path, name, strerror(errno));
-    int rc = 0;
-    /* Some file systems cannot fsync a directory (EINVAL): nothing more to do. */
-    if (fsync(fd) != 0 && !(directory && errno == EINVAL))
-        rc = err_set(err, "%s: fsync of %s failed: %s", path, name, strerror(errno));
-    if (close(fd) != 0 && rc == 0)
-        rc = err_set(err, "%s: close of %s failed: %s", path, name, strerror(errno));
-    return rc;
-}
-
-/* The rename is durable only once the directory entry is on disk. */
-static int fsync_parent(const char *path, char *err)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return fsync_path(".", 1, path, err);
-    if (slash == path)
-        return fsync_path("/", 1, path, err);
-    char *dir = strndup(path, (size_t)(slash - path));
-    if (!dir)
-        return err_set(err, "%s: out of memory", path);
-    int rc = fsync_path(dir, 1, path, err);
-    free(dir);
-    return rc;
-}
-
-/* Removes our temporary file, but never something else that holds its name
- * (a directory there is what made the create fail). */
-static void remove_temp(const char *tmp)
-{
-    struct stat st;
-    if (lstat(tmp, &st) == 0 && S_ISREG(st.st_mode))
-        unlink(tmp);
-}
-
 int ckpt_save(const char *path, const ckpt_state *s, char *err)
 {
     if (!path || !*path)
@@ -593,32 +513,30 @@ int ckpt_save(const char *path, const ckpt_state *s, char *err)
     if (check_state(s, err) < 0)
         return err_prefix(err, "%s: refusing to save", path);
 
-    size_t len = strlen(path) + 32;
-    char *tmp = malloc(len);
+    char *tmp = h5util_temp_name(path, err);
     if (!tmp)
-        return err_set(err, "%s: out of memory", path);
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+        return -1;
     /* Published before the file exists, withdrawn after it is gone:
      * ckpt_unlink_partial may run between any two of these steps. */
     partial_publish(tmp);
     kill_hook_at(KILL_START);
 
-    ckpt_h5_quiet quiet;
-    ckpt_h5_quiet_begin(&quiet);
+    h5util_quiet quiet;
+    h5util_quiet_begin(&quiet);
     int rc = write_file(tmp, path, s, err);
-    ckpt_h5_quiet_end(&quiet);
+    h5util_quiet_end(&quiet);
     if (rc == 0)
-        rc = fsync_path(tmp, 0, path, err);
+        rc = h5util_fsync(tmp, 0, path, err);
     if (rc == 0)
         kill_hook_at(KILL_BEFORE_RENAME);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = err_set(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
     if (rc != 0)
-        remove_temp(tmp);
+        h5util_remove_temp(tmp);
     partial_withdraw();
     if (rc == 0) {
         kill_hook_at(KILL_BEFORE_DIR_FSYNC);
-        rc = fsync_parent(path, err);
+        rc = h5util_fsync_parent(path, err);
     }
     free(tmp);
     return rc;

@@ -1,11 +1,12 @@
 /* checkpoint_internal: what the three files of the checkpoint module share,
  * and the two entry points that tests and the fuzzer reach past checkpoint.h:
  *   src/checkpoint.c        the dataset table, the state, the value checks,
- *                           HDF5 error reporting, and writing (ckpt_save);
+ *                           HDF5 error messages, and writing (ckpt_save);
  *   src/checkpoint_read.c   reading and checking a file in this process
  *                           (ckpt_load_unguarded), and ckpt_inspect;
  *   src/checkpoint_guard.c  that same read in a forked, time-limited child
  *                           process (ckpt_load, through include/guard.h).
+ * The HDF5 helpers it shares with the data-file module are in src/h5util.h.
  * Other modules use include/checkpoint.h only. */
 #ifndef DSSGD_CHECKPOINT_INTERNAL_H
 #define DSSGD_CHECKPOINT_INTERNAL_H
@@ -16,6 +17,7 @@
 #include <hdf5.h>
 
 #include "checkpoint.h"
+#include "h5util.h"
 
 /* Bounds that make a hostile file fail cleanly instead of exhausting memory;
  * ckpt_save refuses a state beyond them, so it never writes what load refuses. */
@@ -71,16 +73,7 @@ int ckpt_check_values(const ckpt_state *s, char *err);
  * '?', cut short with "..." when it does not fit. */
 void ckpt_quote_found(const char *s, char *buf, size_t cap);
 
-/* ---- HDF5 error reporting ---------------------------------------------- */
-
-typedef struct {
-    char desc[160]; /* the innermost HDF5 message: says what really went wrong */
-    int pipeline;   /* a filter failed: for reads, the Fletcher32 checksum */
-} ckpt_h5_failure;
-
-/* What HDF5's error stack says of the last failure. Must run right after the
- * failed call: the next API call clears the stack. */
-ckpt_h5_failure ckpt_h5_last_failure(void);
+/* ---- HDF5 error reporting (the parts: src/h5util.h) ---------------------- */
 
 /* Sets err to "<file>: <call> failed on <what> (<HDF5's reason>)" (what may
  * be NULL) and returns -1. A failed metadata checksum is said plainly: the
@@ -91,17 +84,6 @@ int ckpt_h5_fail(char *err, const char *file, const char *call, const char *what
  * *rc and err only when *rc is 0, so the first error's message survives. */
 void ckpt_h5_close(hid_t *id, herr_t (*fn)(hid_t), const char *call, const char *file, int *rc,
                    char *err);
-
-/* Silences HDF5's automatic stack printing between begin and end, so a bad
- * file gives only our message; end restores what begin found. */
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-    int saved;
-} ckpt_h5_quiet;
-
-void ckpt_h5_quiet_begin(ckpt_h5_quiet *q);
-void ckpt_h5_quiet_end(const ckpt_h5_quiet *q);
 
 /* ---- for tests and the fuzzer ------------------------------------------ */
 

@@ -6,7 +6,6 @@
 #include "checkpoint_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,20 +20,6 @@
 static const char *kind_name(ckpt_elem k)
 {
     return k == CKPT_F32 ? "float32" : k == CKPT_F64 ? "float64" : "uint64";
-}
-
-static void type_name(hid_t type, char *buf, size_t cap)
-{
-    H5T_class_t cls = H5Tget_class(type);
-    size_t size = H5Tget_size(type);
-    if (cls == H5T_FLOAT)
-        snprintf(buf, cap, "float%zu", size * 8);
-    else if (cls == H5T_INTEGER)
-        snprintf(buf, cap, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", size * 8);
-    else if (cls == H5T_STRING)
-        snprintf(buf, cap, "string");
-    else
-        snprintf(buf, cap, "HDF5 type class %d", (int)cls);
 }
 
 /* Opens attribute name on loc, requires one element of class cls; the
@@ -76,7 +61,7 @@ static int open_attr(hid_t loc, const char *name, H5T_class_t cls, hid_t *attr, 
         goto done;
     }
     char tname[48];
-    type_name(*type, tname, sizeof tname);
+    h5util_type_name(*type, tname, sizeof tname);
     if (found != cls || points != 1) {
         err_set(err, "%s: attribute '%s' is %s with %lld elements, expected one %s", file, name,
                 tname, (long long)points, cls == H5T_STRING ? "string" : "integer");
@@ -283,7 +268,7 @@ static int open_dataset(hid_t fid, int which, hid_t *dset, hsize_t dims[2], cons
                                   : cls == H5T_FLOAT && size == (sp->kind == CKPT_F32 ? 4u : 8u);
     if (!ok) {
         char tname[48];
-        type_name(type, tname, sizeof tname);
+        h5util_type_name(type, tname, sizeof tname);
         err_set(err, "%s: dataset %s is %s, expected %s", file, sp->path, tname, kind_name(sp->kind));
         goto done;
     }
@@ -470,7 +455,7 @@ static int load_file(hid_t fid, const char *file, ckpt_state *s, char *err)
             continue;
         if (H5Dread(dsets[i], ckpt_mem_type(ckpt_dsets[i].kind), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                     ckpt_dset_data(s, i)) < 0) {
-            ckpt_h5_failure f = ckpt_h5_last_failure();
+            h5util_failure f = h5util_last_failure();
             if (f.pipeline)
                 err_set(err, "%s: dataset %s is corrupt (checksum)", file, ckpt_dsets[i].path);
             else
@@ -499,24 +484,17 @@ int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err)
     memset(s, 0, sizeof *s);
     if (!path || !*path)
         return err_set(err, "checkpoint: empty file name");
-    /* HDF5's own messages for these are obscure: say it plainly first.
-     * O_NONBLOCK: a FIFO at path must not hang the open. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0)
-        return err_set(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    int stat_rc = fstat(fd, &st), stat_errno = errno;
+    int fd = h5util_open_regular(path, &st, err);
+    if (fd < 0)
+        return -1;
     /* dssgd writes the HDF5 signature at offset 0 and superblock version 3
      * (checksummed metadata). Older superblocks reach parsers of HDF5 1.10.8
      * that crash on hostile input (tests/fuzz/known-crashes.txt): refuse
      * them before HDF5 reads anything. */
     unsigned char head[9] = {0};
-    ssize_t got = stat_rc == 0 && S_ISREG(st.st_mode) ? read(fd, head, sizeof head) : 0;
+    ssize_t got = read(fd, head, sizeof head);
     close(fd);
-    if (stat_rc != 0)
-        return err_set(err, "%s: cannot open: %s", path, strerror(stat_errno));
-    if (!S_ISREG(st.st_mode))
-        return err_set(err, "%s: cannot open: not a regular file", path);
     static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     if (got < (ssize_t)sizeof head || memcmp(head, signature, sizeof signature) != 0)
         return err_set(err, "%s: not an HDF5 file (no HDF5 signature at its start)", path);
@@ -524,8 +502,8 @@ int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err)
         return err_set(err, "%s: HDF5 superblock version %u: not written by dssgd (its checkpoints "
                        "use version 2 or later, whose metadata is checksummed)", path, head[8]);
 
-    ckpt_h5_quiet quiet;
-    ckpt_h5_quiet_begin(&quiet);
+    h5util_quiet quiet;
+    h5util_quiet_begin(&quiet);
     hid_t fid = -1;
     int rc = -1;
     htri_t is_hdf5 = H5Fis_hdf5(path);
@@ -534,7 +512,7 @@ int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err)
         goto done;
     }
     if ((fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        ckpt_h5_failure f = ckpt_h5_last_failure();
+        h5util_failure f = h5util_last_failure();
         err_set(err, "%s: not an HDF5 file, or a damaged one (H5Fopen failed: %s)", path, f.desc);
         goto done;
     }
@@ -545,7 +523,7 @@ int ckpt_load_unguarded(const char *path, ckpt_state *s, char *err)
     rc = load_file(fid, path, s, err);
 done:
     ckpt_h5_close(&fid, H5Fclose, "H5Fclose", path, &rc, err);
-    ckpt_h5_quiet_end(&quiet);
+    h5util_quiet_end(&quiet);
     if (rc != 0)
         ckpt_state_free(s);
     return rc;

@@ -1,12 +1,12 @@
 /* h5data: data sets in HDF5 files (include/h5data.h): what the reader and
- * the writer share (HDF5 error reporting, row selection), the writer
+ * the writer share (HDF5 error messages, row selection), the writer
  * (h5data_write: checked like the reader checks, chunked and deflated,
  * atomic), and the SHA-256 digest of a file's bytes. The reader is in
- * h5data_read.c (src/h5data_internal.h). */
+ * h5data_read.c (src/h5data_internal.h); the HDF5 helpers shared with the
+ * checkpoint module in h5util.c. */
 #include "h5data_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,50 +20,20 @@
 /* Elements per chunk in the files h5data_write makes (1 MiB of float32). */
 #define CHUNK_ELEMS ((size_t)1 << 18)
 
-/* ---- HDF5 error reporting ---------------------------------------------- */
-
-static herr_t walk_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *desc = data;
-    if (n == 0 && e->desc) {
-        snprintf(desc, 160, "%s", e->desc);
-        for (char *p = desc; *p; p++) /* HDF5 embeds newlines: keep one line */
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
-    }
-    return 0;
-}
+/* ---- HDF5 error messages ----------------------------------------------- */
 
 int h5data_h5_fail(char *err, const char *file, const char *obj, const char *call)
 {
-    char desc[160] = "";
-    if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_innermost, desc) < 0)
-        desc[0] = '\0';
-    return err_set(err, "%s: %s: %s failed%s%s%s", file, obj, call, desc[0] ? " (" : "", desc,
-                   desc[0] ? ")" : "");
+    h5util_failure f = h5util_last_failure();
+    return err_set(err, "%s: %s: %s failed%s%s%s", file, obj, call, f.desc[0] ? " (" : "", f.desc,
+                   f.desc[0] ? ")" : "");
 }
 
 void h5data_h5_close(hid_t *id, herr_t (*fn)(hid_t), const char *file, const char *obj, int *rc,
                      char *err)
 {
-    if (*id < 0)
-        return;
-    if (fn(*id) < 0 && *rc == 0)
+    if (h5util_close(id, fn) < 0 && *rc == 0)
         *rc = h5data_h5_fail(err, file, obj, "close");
-    *id = -1;
-}
-
-/* Unchecked on purpose: a failure here changes only what HDF5 prints. */
-void h5data_quiet_begin(h5data_quiet *q)
-{
-    q->saved = H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data) >= 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-void h5data_quiet_end(const h5data_quiet *q)
-{
-    if (q->saved)
-        H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
 
 /* ---- row selection --------------------------------------------------------- */
@@ -288,20 +258,6 @@ done:
     return rc;
 }
 
-/* fsync of a file or directory: HDF5's flush reaches only the OS. */
-static int fsync_path(const char *name, int directory, const char *path, char *err)
-{
-    int fd = open(name, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0)
-        return err_set(err, "%s: cannot open %s for fsync: %s", path, name, strerror(errno));
-    int rc = 0;
-    /* Some file systems cannot fsync a directory (EINVAL): nothing more to do. */
-    if (fsync(fd) != 0 && !(directory && errno == EINVAL))
-        rc = err_set(err, "%s: fsync of %s failed: %s", path, name, strerror(errno));
-    close(fd);
-    return rc;
-}
-
 int h5data_write(const char *path, const dataset_t *train, const dataset_t *test, int as_uint8,
                  char *err)
 {
@@ -319,34 +275,22 @@ int h5data_write(const char *path, const dataset_t *train, const dataset_t *test
     if (H5open() < 0)
         return err_set(err, "%s: H5open failed", path);
 
-    size_t len = strlen(path) + 32;
-    char *tmp = malloc(len);
+    /* Atomic and durable: the steps are in src/h5util.h. */
+    char *tmp = h5util_temp_name(path, err);
     if (!tmp)
-        return err_set(err, "%s: out of memory", path);
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    h5data_quiet quiet;
-    h5data_quiet_begin(&quiet);
+        return -1;
+    h5util_quiet quiet;
+    h5util_quiet_begin(&quiet);
     int rc = write_file(tmp, path, train, test, classes, as_uint8, err);
-    h5data_quiet_end(&quiet);
+    h5util_quiet_end(&quiet);
     if (rc == 0)
-        rc = fsync_path(tmp, 0, path, err);
+        rc = h5util_fsync(tmp, 0, path, err);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = err_set(err, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (rc != 0) {
-        /* Ours only: a directory at that name is what made the create fail. */
-        struct stat st;
-        if (lstat(tmp, &st) == 0 && S_ISREG(st.st_mode))
-            unlink(tmp);
-    }
-    if (rc == 0) {
-        /* The rename is durable once the directory entry is on disk. */
-        const char *slash = strrchr(path, '/');
-        char *dir = slash == path ? strdup("/")
-                    : slash       ? strndup(path, (size_t)(slash - path))
-                                  : strdup(".");
-        rc = dir ? fsync_path(dir, 1, path, err) : err_set(err, "%s: out of memory", path);
-        free(dir);
-    }
+    if (rc != 0)
+        h5util_remove_temp(tmp);
+    if (rc == 0)
+        rc = h5util_fsync_parent(path, err);
     free(tmp);
     return rc;
 }
@@ -358,17 +302,11 @@ int h5data_digest_file(const char *path, h5data_digest *out, char *err)
     memset(out, 0, sizeof *out);
     if (!path || !*path)
         return err_set(err, "data file: empty file name");
-    /* O_NONBLOCK: a FIFO must not hang the open; only regular files hash. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0)
-        return err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    /* Only regular files hash; a FIFO must not hang the open. */
     struct stat st;
-    int stat_rc = fstat(fd, &st), stat_errno = errno;
-    if (stat_rc != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(err, "%s: cannot read: %s", path,
-                       stat_rc != 0 ? strerror(stat_errno) : "not a regular file");
-    }
+    int fd = h5util_open_regular(path, &st, err);
+    if (fd < 0)
+        return -1;
     enum { CAP = 1 << 20 };
     unsigned char *buf = malloc(CAP);
     if (!buf) {

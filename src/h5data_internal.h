@@ -1,9 +1,10 @@
 /* h5data_internal: what the two files of the h5data module share:
- *   src/h5data.c        HDF5 error reporting and row selection, the writer
+ *   src/h5data.c        HDF5 error messages and row selection, the writer
  *                       (h5data_write) and the file digest;
  *   src/h5data_read.c   the reader with every check (h5data_load_unguarded)
  *                       and the same reader in a forked, time-limited child
  *                       (h5data_load, through guard.c).
+ * The HDF5 helpers it shares with the checkpoint module are in src/h5util.h.
  * Other modules use include/h5data.h only. */
 #ifndef DSSGD_H5DATA_INTERNAL_H
 #define DSSGD_H5DATA_INTERNAL_H
@@ -11,6 +12,7 @@
 #include <hdf5.h>
 
 #include "h5data.h"
+#include "h5util.h"
 
 /* Elements per block when x or y is read or written a slab of rows at a
  * time: bounds the conversion buffers whatever the set's size. */
@@ -25,17 +27,6 @@ int h5data_h5_fail(char *err, const char *file, const char *obj, const char *cal
  * only when *rc is 0, so the first error's message survives. */
 void h5data_h5_close(hid_t *id, herr_t (*fn)(hid_t), const char *file, const char *obj, int *rc,
                      char *err);
-
-/* HDF5's automatic error printing off between begin and end, so that a bad
- * file gives only our message; end restores what begin found. */
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-    int saved;
-} h5data_quiet;
-
-void h5data_quiet_begin(h5data_quiet *q);
-void h5data_quiet_end(const h5data_quiet *q);
 
 /* Rows [first, first + n) of a dataset of rank dimensions dims (rank <= 4)
  * whose space is file_space: selects them there and makes *mem, the memory

@@ -7,8 +7,6 @@
  * h5data_load_unguarded; h5data_load is here too. */
 #include "h5data_internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -22,25 +20,6 @@
 #include "guard.h"
 
 #define H5DATA_ENV "DSSGD_DATA_PARSE_TIMEOUT"
-
-/* "float32", "int16", "uint8", ... for messages. */
-static void type_name(hid_t type, char *buf, size_t cap)
-{
-    H5T_class_t cls = H5Tget_class(type);
-    size_t size = H5Tget_size(type);
-    if (cls == H5T_FLOAT)
-        snprintf(buf, cap, "float%zu", size * 8);
-    else if (cls == H5T_INTEGER)
-        snprintf(buf, cap, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", size * 8);
-    else if (cls == H5T_STRING)
-        snprintf(buf, cap, "a string");
-    else if (cls == H5T_ENUM)
-        snprintf(buf, cap, "an enumeration (numpy bool, say)");
-    else if (cls == H5T_COMPOUND)
-        snprintf(buf, cap, "a compound type");
-    else
-        snprintf(buf, cap, "HDF5 type class %d", (int)cls);
-}
 
 /* ---- headers: links, layout, shapes, attributes ------------------------------ */
 
@@ -170,7 +149,7 @@ static int open_number_attr(hid_t loc, const char *name, const char *file, const
     H5Sclose(space);
     H5T_class_t cls = H5Tget_class(*type);
     char tname[64];
-    type_name(*type, tname, sizeof tname);
+    h5util_type_name(*type, tname, sizeof tname);
     if ((cls != H5T_INTEGER && cls != H5T_FLOAT) || points != 1)
         return err_set(err, "%s: %s: attribute '%s' is %s with %lld elements, expected one number",
                        file, obj, name, tname, (long long)points);
@@ -338,7 +317,7 @@ static int check_x(hid_t dset, const char *file, const char *obj, x_shape *xs, c
     size_t size = H5Tget_size(type);
     H5T_sign_t sign = cls == H5T_INTEGER ? H5Tget_sign(type) : H5T_SGN_ERROR;
     char tname[64];
-    type_name(type, tname, sizeof tname);
+    h5util_type_name(type, tname, sizeof tname);
     H5Tclose(type);
     if (cls == H5T_FLOAT && size == 4)
         xs->is_uint8 = 0;
@@ -463,7 +442,7 @@ static int check_y(hid_t dset, const char *file, const char *obj, size_t count,
     H5T_class_t cls = H5Tget_class(type);
     size_t size = H5Tget_size(type);
     char tname[64];
-    type_name(type, tname, sizeof tname);
+    h5util_type_name(type, tname, sizeof tname);
     H5Tclose(type);
     if (cls != H5T_INTEGER || size > 8)
         return err_set(err, "%s: %s: elements are %s, expected integer labels (8 to 64 bits)",
@@ -653,21 +632,14 @@ int h5data_load_unguarded(const char *path, const char *group, dataset_t *out, c
     memset(out, 0, sizeof *out);
     if (check_group_name(path, group, err) < 0)
         return -1;
-    /* HDF5's own messages for these are obscure: say it plainly first.
-     * O_NONBLOCK: a FIFO at path must not hang the open. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK);
-    if (fd < 0)
-        return err_set(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    int stat_rc = fstat(fd, &st), stat_errno = errno;
+    int fd = h5util_open_regular(path, &st, err);
+    if (fd < 0)
+        return -1;
     close(fd);
-    if (stat_rc != 0)
-        return err_set(err, "%s: cannot open: %s", path, strerror(stat_errno));
-    if (!S_ISREG(st.st_mode))
-        return err_set(err, "%s: cannot open: not a regular file", path);
 
-    h5data_quiet quiet;
-    h5data_quiet_begin(&quiet);
+    h5util_quiet quiet;
+    h5util_quiet_begin(&quiet);
     hid_t fid = -1;
     int rc = -1;
     if (H5Fis_hdf5(path) <= 0) {
@@ -681,7 +653,7 @@ int h5data_load_unguarded(const char *path, const char *group, dataset_t *out, c
     rc = load_group(fid, path, group, (uint64_t)st.st_size, out, err);
 done:
     h5data_h5_close(&fid, H5Fclose, path, "/", &rc, err);
-    h5data_quiet_end(&quiet);
+    h5util_quiet_end(&quiet);
     if (rc != 0)
         dataset_free(out);
     return rc;

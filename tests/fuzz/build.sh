@@ -42,9 +42,9 @@ sources() {
   case $1 in
     idx) echo src/idx.c src/paths.c src/err.c ;;
     wire) echo src/wire.c ;;
-    checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c src/guard.c src/rng.c src/err.c ;;
+    checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c src/guard.c src/h5util.c src/rng.c src/err.c ;;
     config) echo src/config.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c ;;
-    h5data) echo src/h5data.c src/h5data_read.c src/guard.c src/sha256.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c ;;
+    h5data) echo src/h5data.c src/h5data_read.c src/guard.c src/h5util.c src/sha256.c src/dataset.c src/idx.c src/paths.c src/rng.c src/err.c ;;
     *) echo "fuzz: unknown target '$1'" >&2; return 1 ;;
   esac
 }

@@ -17,8 +17,9 @@ FUZZ_CFLAGS="-fprofile-instr-generate -fcoverage-mapping" tests/fuzz/build.sh "$
 subject() {
   case $1 in
     idx) echo src/idx.c ;; wire) echo src/wire.c ;;
-    checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c ;; config) echo src/config.c ;;
-    h5data) echo src/h5data_read.c src/guard.c ;;
+    checkpoint) echo src/checkpoint.c src/checkpoint_read.c src/checkpoint_guard.c src/guard.c src/h5util.c ;;
+    config) echo src/config.c ;;
+    h5data) echo src/h5data_read.c src/guard.c src/h5util.c ;;
   esac
 }
 for t in "${targets[@]}"; do
