@@ -129,7 +129,11 @@ same_bits "sites of 300, 120, 300 and 250 examples with --local-steps 3" uneven1
 echo "same bits: sites of different sizes (300, 120, 300, 250), sync, --local-steps 3, on 1 and 3 ranks"
 
 # ---- d. who opens which file ------------------------------------------------------
-if command -v strace > /dev/null; then
+if ! command -v strace > /dev/null; then
+  echo "SKIP: who opens which file: strace is not installed"
+elif ! strace -f -qq -o /dev/null true 2> strace-probe.log; then
+  echo "SKIP: who opens which file: strace cannot trace here ($(head -n 1 strace-probe.log))"
+else
   strace -f -qq -e trace=open,openat,execve,clone,clone3,fork,vfork -o trace.log \
     mpirun -np 3 "$bin" train "${cfg[@]}" "${h5[@]}" --participant-data "$tmp/sites-iid/site-%d.h5" \
     --epochs 1 > strace-run.log 2>&1 || fail "the traced run: $(cat strace-run.log)"
@@ -164,8 +168,6 @@ if len(ranks) != 3 or groups != [[], [0, 2], [1, 3]]:
     sys.exit(1)
 EOF
   echo "each site file opened only by its participant's rank; rank 0 opened none"
-else
-  echo "SKIP: who opens which file: strace is not installed"
 fi
 
 # ---- e. the checkpoint records the files --------------------------------------------
