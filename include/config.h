@@ -21,7 +21,9 @@ typedef enum { SELECT_LARGEST, SELECT_RANDOM, SELECT_SVT } config_select;
 typedef enum { DOWNLOAD_STAT, DOWNLOAD_RANDOM, DOWNLOAD_ALL } config_download;
 /* How the server combines uploads (docs/DESIGN.md, Protocol, 'Aggregation'). AUTO
  * resolves by schedule: see config_aggregate_rule. */
-typedef enum { AGGREGATE_SUM, AGGREGATE_MEAN, AGGREGATE_STALENESS, AGGREGATE_AUTO } config_aggregate;
+typedef enum {
+    AGGREGATE_SUM, AGGREGATE_MEAN, AGGREGATE_STALENESS, AGGREGATE_MIX, AGGREGATE_AUTO
+} config_aggregate;
 
 typedef struct {
     /* data */
@@ -59,8 +61,8 @@ typedef struct {
     /* aggregation of concurrent uploads */
     config_aggregate aggregate;
     double server_lr;                 /* eta_s: the server's step on an aggregate */
-    double server_momentum;           /* beta_s: momentum of the mean rule's rounds */
-    double staleness_exponent;        /* a: an upload s uploads stale weighs (1 + s - b)^-a */
+    double server_momentum;           /* beta_s: momentum over mean's rounds and mix's turns */
+    double staleness_exponent;        /* a: staleness weighs (1 + s - b)^-a; mix: (1 + c)^-a */
     int staleness_tolerance;          /* b: uploads at most b stale weigh in full */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
     /* privacy (--select svt) */
@@ -137,7 +139,7 @@ const char *config_download_name(config_download d);
 const char *config_aggregate_name(config_aggregate a);
 
 /* The rule in force: --aggregate, or for auto the schedule's own: sum for
- * round-robin and random (the paper's), mean for sync, staleness for
+ * round-robin and random (the paper's), mean for sync, mix for
  * async. */
 config_aggregate config_aggregate_rule(const config_t *c);
 

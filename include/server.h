@@ -20,10 +20,10 @@ typedef struct {
     double stat_decay;         /* beta */
     uint64_t seed;             /* for --download random */
     /* How uploads combine; all zero is the paper's rule (sum, eta_s = 1). */
-    config_aggregate aggregate;/* resolved: sum | mean | staleness (config_aggregate_rule) */
+    config_aggregate aggregate;/* resolved: sum | mean | staleness | mix (config_aggregate_rule) */
     float server_lr;           /* eta_s; 0 is taken as 1 */
-    float server_momentum;     /* beta_s of the mean rule's rounds; 0 = none */
-    double staleness_exponent; /* a */
+    float server_momentum;     /* beta_s of mean's rounds and mix's turns; 0 = none */
+    double staleness_exponent; /* a (staleness and mix) */
     uint32_t staleness_tolerance; /* b: s <= b weighs in full, else s - b counts */
     uint32_t participants;     /* N: ids 0..N-1 have a staleness; 0 = none tracked */
 } server_opts;
@@ -41,7 +41,9 @@ const double *server_stat(const server_t *s);
  * wire_size(n)): the k_down entries chosen by the criterion (all n when
  * full is nonzero: a participant's first download). Returns the length.
  * Remembers how many uploads had been applied: the participant's
- * staleness is counted from there (WIRE_ANY_PARTICIPANT: every one's). */
+ * staleness is counted from there (WIRE_ANY_PARTICIPANT: every one's).
+ * Inside a mix turn it also keeps a snapshot of w and of the turn's
+ * per-entry upload counts for the participant's upload. */
 size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, int full,
                             uint8_t *buf, size_t cap);
 
@@ -52,9 +54,16 @@ size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, i
  *              applied since the participant's download was packed, b the
  *              tolerance (FedAsync's hinge);
  *   mean:      inside a round, v is added to the round's per-parameter sum
- *              and count, applied by server_round_end; outside one, as sum.
- * A message that fails any check changes nothing; the reason is returned
- * and counted. */
+ *              and count, applied by server_round_end; outside one, as sum;
+ *   mix:       inside an async turn, FedAsync's mixing per parameter:
+ *              w[j] += alpha_j * (w0[j] + v - w[j]), w0 the w of the
+ *              participant's download, alpha_j = eta_s * (1 + c_j)^-a and
+ *              c_j the uploads of entry j applied since that download (a
+ *              turn's uploads all made from one state end at their
+ *              per-parameter mean when a = 1; a fresh one is added whole);
+ *              outside a turn, as sum.
+ * A message that fails any check changes nothing (but ends the
+ * participant's snapshot); the reason is returned and counted. */
 wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
                                 uint32_t participant, uint32_t epoch);
 
@@ -69,6 +78,15 @@ void server_count_rejection(server_t *s, wire_reason reason);
  * each upload at once; begin and end change nothing. */
 void server_round_begin(server_t *s);
 void server_round_end(server_t *s);
+
+/* An async turn (schedule_async), ended by server_round_end. With the mix
+ * rule, downloads packed for one participant from here on keep a snapshot
+ * (8 bytes a parameter) until its upload; room is made for `inflight`
+ * (at most N) at once, more are allocated if needed. server_round_end
+ * then adds the momentum, w += beta_s u, u <- beta_s u + (the turn's change
+ * to w), and drops the snapshots: nothing is pending between turns. Other
+ * rules: nothing. Returns 0, or -1 when out of memory. */
+int server_async_begin(server_t *s, uint32_t inflight);
 
 /* Staleness of the uploads applied so far: their count, sum and largest. */
 void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_t *max);

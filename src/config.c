@@ -19,7 +19,7 @@ static const char *const mode_names[] = {"dssgd", "centralized", "standalone"};
 static const char *const schedule_names[] = {"round-robin", "random", "async", "sync"};
 static const char *const select_names[] = {"largest", "random", "svt"};
 static const char *const download_names[] = {"stat", "random", "all"};
-static const char *const aggregate_names[] = {"sum", "mean", "staleness", "auto"};
+static const char *const aggregate_names[] = {"sum", "mean", "staleness", "mix", "auto"};
 static const char *const partition_names[] = {"iid", "paper", "dirichlet"};
 static const char *const dataset_names[] = {"fashion-mnist", "mnist", "h5"};
 
@@ -36,7 +36,7 @@ config_aggregate config_aggregate_rule(const config_t *c)
     if (c->aggregate != AGGREGATE_AUTO)
         return c->aggregate;
     return c->schedule == SCHEDULE_SYNC    ? AGGREGATE_MEAN
-           : c->schedule == SCHEDULE_ASYNC ? AGGREGATE_STALENESS
+           : c->schedule == SCHEDULE_ASYNC ? AGGREGATE_MIX
                                            : AGGREGATE_SUM;
 }
 const char *config_partition_name(dataset_partition p) { return partition_names[p]; }
@@ -143,7 +143,14 @@ static int when_staleness(const config_t *c)
     return config_aggregate_rule(c) == AGGREGATE_STALENESS;
 }
 static int when_async(const config_t *c) { return c->schedule == SCHEDULE_ASYNC; }
-static int when_mean(const config_t *c) { return config_aggregate_rule(c) == AGGREGATE_MEAN; }
+static int when_momentum(const config_t *c)
+{
+    return config_aggregate_rule(c) == AGGREGATE_MEAN || config_aggregate_rule(c) == AGGREGATE_MIX;
+}
+static int when_exponent(const config_t *c)
+{
+    return when_staleness(c) || config_aggregate_rule(c) == AGGREGATE_MIX;
+}
 
 /* Checkpoints save the rule in force: resuming compares what ran. */
 static const char *aggregate_saved(const config_t *c)
@@ -154,7 +161,8 @@ static const char *aggregate_saved(const config_t *c)
 /* --aggregate auto shows the rule it stands for. */
 static const char *aggregate_shown(const config_t *c)
 {
-    static const char *const resolved[] = {"sum (auto)", "mean (auto)", "staleness (auto)"};
+    static const char *const resolved[] = {"sum (auto)", "mean (auto)", "staleness (auto)",
+                                            "mix (auto)"};
     return c->aggregate == AGGREGATE_AUTO ? resolved[config_aggregate_rule(c)]
                                           : aggregate_names[c->aggregate];
 }
@@ -409,32 +417,35 @@ static const config_option options[] = {
      .section = AGGREGATION, .metavar = "A",
      .help = "sum (the paper's) | mean (per parameter, over a sync\n"
              "round's uploads) | staleness (async: weigh by (1 + s)^-E)\n"
-             "| auto: sum for round-robin and random, mean for sync,\n"
-             "staleness for async"},
+             "| mix (async: mix each upload into the model it was\n"
+             "made from, per parameter) | auto: sum for round-robin\n"
+             "and random, mean for sync, mix for async"},
     {.name = "server-lr", .kind = KIND_DOUBLE, FIELD(server_lr, double),
      .min = 0, .min_open = 1, .max = 1e3, .def = 1.0,
      .resume = RESUME_MUST_MATCH, .absent = "1", .print = PRINT_DSSGD,
      .section = AGGREGATION, .metavar = "R", .help = "the server's step: w += R * aggregate (> 0)"},
     {.name = "server-momentum", .kind = KIND_DOUBLE, FIELD(server_momentum, double),
      .min = 0, .max = 1, .max_open = 1, .def = 0.7,
-     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD, .shown = when_mean,
-     .applies = "--aggregate mean (or auto with --schedule sync)",
+     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD, .shown = when_momentum,
+     .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
      .section = AGGREGATION, .metavar = "B",
-     .help = "mean rule: the server's momentum over rounds, [0, 1)\n"
-             "(u <- B u + mean, w += R u; 0 = none)"},
+     .help = "mean, mix: the server's momentum over sync rounds\n"
+             "or async turns, [0, 1) (u <- B u + mean, w += R u;\n"
+             "0 = none)"},
     {.name = "staleness-exponent", .kind = KIND_DOUBLE, FIELD(staleness_exponent, double),
      .min = 0, .max = 10, .def = 1.0,
      .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,
-     .shown = when_staleness,
+     .shown = when_exponent,
      .applies = "--aggregate staleness (or auto with --schedule async)",
      .section = AGGREGATION, .metavar = "E",
      .help = "E in (1 + s)^-E; s = uploads applied since\n"
-             "the participant's download (>= 0)"},
+             "the participant's download (mix: of that\n"
+             "parameter) (>= 0)"},
     {.name = "staleness-tolerance", .kind = KIND_INT, FIELD(staleness_tolerance, int),
      .imin = 0, .imax = 1000000, .def = 1,
      .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,
      .shown = when_staleness,
-     .applies = "--aggregate staleness (or auto with --schedule async)",
+     .applies = "--aggregate staleness",
      .section = AGGREGATION, .metavar = "B",
      .help = "uploads at most B stale weigh in full; later ones\n"
              "(1 + s - B)^-E"},
@@ -815,6 +826,8 @@ int config_validate(const config_t *c, char *err)
 {
     if (c->simulate_staleness && c->schedule != SCHEDULE_ASYNC)
         return err_set(err, "--simulate-staleness applies to --schedule async only");
+    if (c->aggregate == AGGREGATE_MIX && c->schedule != SCHEDULE_ASYNC)
+        return err_set(err, "--aggregate mix applies to --schedule async only (sync: mean)");
     if (strcmp(c->dataset, "mnist") == 0 && c->data_dir[0] == '\0')
         return err_set(err, "--dataset mnist needs --data-dir DIR (the four MNIST IDX files)");
     if (config_is_h5(c) && !c->data_file[0])

@@ -222,16 +222,22 @@ static void check_deadlines(run_state *st, int epoch, const double *heard, const
 
 /* Each rank asks for its first participant's download, and every upload is
  * answered with the download of the rank's next participant (a round trip
- * less a turn); the server serves in arrival order. */
+ * less a turn); the server serves in arrival order. The turn is the
+ * server's (server_async_begin .. server_round_end): each worker rank, or
+ * simulated slot, has at most one download in flight. */
 void schedule_async(run_state *st, int epoch, const int *order)
 {
     transport_t *t = &st->tr;
-    int N = st->cfg->participants;
+    int N = st->cfg->participants, S = st->cfg->simulate_staleness;
+    int inflight = t->size > 1 ? run_hosts(t->size) : S > 0 ? S : 1;
+    if (server_async_begin(st->server, (uint32_t)inflight) != 0)
+        transport_fatal(t, "out of memory for the server's snapshots of %d downloads", inflight);
     if (t->size == 1) {
-        if (st->cfg->simulate_staleness > 0)
-            async_simulated(st, epoch, st->cfg->simulate_staleness);
+        if (S > 0)
+            async_simulated(st, epoch, S);
         else /* one process: arrival order is participant order */
             schedule_sequential(st, epoch, order);
+        server_round_end(st->server);
         return;
     }
     for (int r = 1; r < t->size; r++)
@@ -306,6 +312,7 @@ void schedule_async(run_state *st, int epoch, const int *order)
                 async_serve(st, src, next, epoch, requested);
         }
     }
+    server_round_end(st->server);
     free(uploaded);
     free(requested);
     free(heard);

@@ -495,6 +495,181 @@ static void test_staleness_tolerance_is_a_hinge(void **state)
     server_free(s);
 }
 
+/* A server of n = 10 (w[i] = i) with the mix rule, for 4 participants. */
+static server_t *mix_server(float server_lr, double exponent, float momentum)
+{
+    float init[10];
+    for (int i = 0; i < 10; i++)
+        init[i] = (float)i;
+    server_opts o = {.n = 10, .k_up = 10, .k_down = 10, .gamma = INFINITY,
+                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3,
+                     .aggregate = AGGREGATE_MIX, .server_lr = server_lr,
+                     .server_momentum = momentum, .staleness_exponent = exponent,
+                     .participants = 4};
+    return server_create(&o, init);
+}
+
+/* mix: FedAsync's w += alpha (w at the download + v - w) per parameter,
+ * alpha = (1 + c)^-1 with c the uploads of that parameter since the
+ * download. Uploads made from one state end at their per-parameter mean
+ * over those that carried it (here with more downloads out than the turn
+ * announced: the snapshots grow); a fresh one is added whole. */
+static void test_mix_rule_ends_a_wave_at_its_per_parameter_mean(void **state)
+{
+    (void)state;
+    server_t *s = mix_server(1.0f, 1.0, 0);
+    assert_int_equal(server_async_begin(s, 1), 0);
+    for (uint32_t p = 0; p < 3; p++)
+        download(s, p);
+    upload(s, 0, 2, (uint32_t[]){1, 4}, (float[]){1.0f, 2.0f});
+    upload(s, 1, 2, (uint32_t[]){4, 9}, (float[]){4.0f, -8.0f});
+    upload(s, 2, 1, (uint32_t[]){4}, (float[]){-3.0f});
+    const float *w = server_params(s);
+    /* w[1] 1 + 1, w[4] 4 + (2 + 4 - 3) / 3, w[9] 9 - 8: at once, no round */
+    assert_true(w[1] == 2.0f && fabsf(w[4] - 5.0f) < 1e-6f && w[9] == 1.0f);
+    assert_true(w[0] == 0.0f && server_stat(s)[4] == 3.0);
+    download(s, 3); /* fresh: c = 0 */
+    upload(s, 3, 1, (uint32_t[]){4}, (float[]){0.5f});
+    assert_true(fabsf(w[4] - 5.5f) < 1e-6f);
+    server_round_end(s); /* no momentum: nothing more */
+    assert_true(fabsf(w[4] - 5.5f) < 1e-6f && w[1] == 2.0f);
+    upload(s, 0, 1, (uint32_t[]){0}, (float[]){2.0f}); /* outside a turn: sum */
+    assert_true(w[0] == 2.0f);
+    server_free(s);
+}
+
+/* Interleaved: each upload is mixed against the model of its own download,
+ * counting only the uploads of that parameter since; the exponent and the
+ * server's step scale alpha. */
+static void test_mix_rule_counts_each_parameters_uploads_since_the_download(void **state)
+{
+    (void)state;
+    server_t *s = mix_server(1.0f, 1.0, 0);
+    assert_int_equal(server_async_begin(s, 3), 0);
+    download(s, 0);
+    download(s, 1);
+    upload(s, 1, 1, (uint32_t[]){2}, (float[]){3.0f}); /* c = 0: w[2] 2 + 3 = 5 */
+    download(s, 2);                                    /* sees w[2] = 5 */
+    upload(s, 0, 2, (uint32_t[]){2, 3}, (float[]){1.0f, 1.0f});
+    const float *w = server_params(s);
+    /* w[2]: c = 1, 5 + (2 + 1 - 5) / 2 = 4; w[3]: c = 0, 3 + 1 */
+    assert_true(w[2] == 4.0f && w[3] == 4.0f);
+    upload(s, 2, 1, (uint32_t[]){2}, (float[]){2.0f}); /* c = 1: 4 + (5 + 2 - 4) / 2 */
+    assert_true(w[2] == 5.5f);
+    server_round_end(s);
+    server_free(s);
+
+    s = mix_server(0.5f, 2.0, 0); /* alpha = 0.5 (1 + c)^-2 */
+    assert_int_equal(server_async_begin(s, 2), 0);
+    download(s, 0);
+    download(s, 1);
+    upload(s, 0, 1, (uint32_t[]){6}, (float[]){4.0f}); /* 6 + 0.5 * 4 = 8 */
+    upload(s, 1, 1, (uint32_t[]){6}, (float[]){8.0f}); /* 8 + 0.125 (6 + 8 - 8) */
+    assert_true(server_params(s)[6] == 8.75f);
+    server_round_end(s);
+    server_free(s);
+}
+
+/* mix with a server momentum: at the end of each turn w += beta u and
+ * u <- beta u + the turn's change (FedAvgM over turns). A refused upload
+ * ends its participant's snapshot and changes nothing. */
+static void test_mix_rule_adds_the_momentum_at_the_end_of_a_turn(void **state)
+{
+    (void)state;
+    server_t *s = mix_server(1.0f, 1.0, 0.5f);
+    const float *w = server_params(s);
+    assert_non_null(server_velocity(s));
+    assert_int_equal(server_async_begin(s, 2), 0);
+    download(s, 0);
+    upload(s, 0, 1, (uint32_t[]){0}, (float[]){2.0f});
+    server_round_end(s); /* w[0] 2, u[0] = 0.5 * 0 + 2 */
+    assert_true(w[0] == 2.0f && server_velocity(s)[0] == 2.0f);
+    assert_int_equal(server_async_begin(s, 2), 0);
+    download(s, 0);
+    download(s, 1);
+    upload(s, 0, 1, (uint32_t[]){0}, (float[]){1.0f}); /* 3 */
+    uint8_t buf[256];
+    size_t len = pack_upload(buf, sizeof buf, 1, 2, 10, 1, (uint32_t[]){0}, (float[]){9.0f});
+    assert_int_equal(server_apply_upload(s, buf, len, 1, 1), WIRE_BAD_EPOCH);
+    assert_true(w[0] == 3.0f);
+    server_round_end(s); /* w[0] 3 + 0.5 * 2 = 4, u[0] = 1 + 1 */
+    assert_true(w[0] == 4.0f && server_velocity(s)[0] == 2.0f);
+    assert_int_equal(server_async_begin(s, 2), 0);
+    server_round_end(s); /* a turn without uploads: 4 + 1, u = 1 */
+    assert_true(w[0] == 5.0f && server_velocity(s)[0] == 1.0f);
+    assert_true(w[5] == 5.0f && server_velocity(s)[5] == 0.0f);
+    server_free(s);
+}
+
+/* Against a plain reference on 1000 parameters: sparse uploads of every
+ * encoding, all made from one state, end at the per-parameter mean of
+ * those that carried each entry (untouched entries keep their bits); then
+ * uploads each downloaded just before are added whole. */
+static void test_mix_rule_matches_the_mean_and_the_sum_it_generalises(void **state)
+{
+    (void)state;
+    enum { NP = 4, N_REF = 1000 };
+    const size_t n = N_REF;
+    static uint8_t buf[WIRE_HEADER_BYTES + 8 * N_REF + 15];
+    static uint32_t idx[N_REF];
+    static float val[N_REF], init[N_REF], want[N_REF];
+    static double sum[N_REF];
+    static uint32_t count[N_REF];
+    const wire_encoding encs[NP] = {WIRE_ENC_DELTA, WIRE_ENC_BITMAP, WIRE_ENC_DENSE,
+                                    WIRE_ENC_COMPLEMENT};
+    const double densities[NP] = {0.01, 0.3, 1, 0.999};
+    rng_t rng;
+    rng_init(&rng, 19, 1);
+    for (size_t j = 0; j < n; j++)
+        init[j] = (float)rng_normal(&rng);
+    server_opts o = {.n = n, .k_up = n, .k_down = n, .gamma = INFINITY,
+                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3,
+                     .aggregate = AGGREGATE_MIX, .server_lr = 1, .staleness_exponent = 1,
+                     .participants = NP};
+    server_t *s = server_create(&o, init);
+    assert_non_null(s);
+    for (int fresh = 0; fresh < 2; fresh++) {
+        assert_int_equal(server_async_begin(s, NP), 0);
+        memcpy(want, server_params(s), sizeof want);
+        memset(sum, 0, sizeof sum);
+        memset(count, 0, sizeof count);
+        for (uint32_t p = 0; p < NP && !fresh; p++)
+            assert_true(server_pack_download(s, p, 5, 0, buf, sizeof buf) > 0);
+        for (uint32_t p = 0; p < NP; p++) {
+            if (fresh) {
+                assert_true(server_pack_download(s, p, 5, 0, buf, sizeof buf) > 0);
+                memcpy(want, server_params(s), sizeof want);
+            }
+            uint32_t k = 0;
+            for (uint32_t j = 0; j < n; j++)
+                if (encs[p] == WIRE_ENC_DENSE || rng_uniform(&rng) < densities[p]) {
+                    idx[k] = j;
+                    val[k++] = 0.1f * (float)rng_normal(&rng);
+                }
+            wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p, 5, (uint32_t)n, k};
+            size_t len = wire_pack_as(buf, sizeof buf, &h, idx, val, encs[p]);
+            assert_true(len > 0);
+            assert_int_equal(server_apply_upload(s, buf, len, p, 5), WIRE_OK);
+            for (uint32_t i = 0; i < k; i++) {
+                sum[idx[i]] += val[i];
+                count[idx[i]]++;
+                if (fresh)
+                    want[idx[i]] += val[i];
+            }
+            if (fresh)
+                assert_memory_equal(server_params(s), want, sizeof want);
+        }
+        for (size_t j = 0; j < n && !fresh; j++) {
+            if (count[j])
+                assert_true(fabs(server_params(s)[j] - (want[j] + sum[j] / count[j])) < 1e-5);
+            else
+                assert_true(server_params(s)[j] == want[j]);
+        }
+        server_round_end(s);
+    }
+    server_free(s);
+}
+
 /* sum with eta_s = 1 (and all-zero options) is the paper's rule, bit for bit. */
 static void test_sum_rule_is_the_papers(void **state)
 {
@@ -815,6 +990,10 @@ int main(void)
         cmocka_unit_test(test_mean_rule_averages_a_round_per_parameter),
         cmocka_unit_test(test_staleness_rule_weighs_by_uploads_applied_since_the_download),
         cmocka_unit_test(test_staleness_tolerance_is_a_hinge),
+        cmocka_unit_test(test_mix_rule_ends_a_wave_at_its_per_parameter_mean),
+        cmocka_unit_test(test_mix_rule_counts_each_parameters_uploads_since_the_download),
+        cmocka_unit_test(test_mix_rule_adds_the_momentum_at_the_end_of_a_turn),
+        cmocka_unit_test(test_mix_rule_matches_the_mean_and_the_sum_it_generalises),
         cmocka_unit_test(test_sum_rule_is_the_papers),
         cmocka_unit_test(test_server_refuses_an_upload_bad_only_at_its_end),
         cmocka_unit_test(test_server_apply_matches_plain_rules_bit_for_bit),
