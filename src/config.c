@@ -436,7 +436,7 @@ static const config_option options[] = {
      .min = 0, .max = 10, .def = 1.0,
      .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,
      .shown = when_exponent,
-     .applies = "--aggregate staleness (or auto with --schedule async)",
+     .applies = "--aggregate staleness or mix (or auto with --schedule async)",
      .section = AGGREGATION, .metavar = "E",
      .help = "E in (1 + s)^-E; s = uploads applied since\n"
              "the participant's download (mix: of that\n"

@@ -650,8 +650,8 @@ static int check_divergence(run_state *st, const metrics_row *row, double refere
             ? "--aggregate sum adds every participant's change made from the same state: use "
               "--aggregate mean (the default for sync), or lower --lr"
         : rule == AGGREGATE_SUM && c->schedule == SCHEDULE_ASYNC
-            ? "--aggregate sum adds stale changes at full weight: use --aggregate staleness "
-              "(the default for async), or lower --lr"
+            ? "--aggregate sum adds stale changes at full weight: use --aggregate mix (the "
+              "default for async), or lower --lr"
             : "lower --lr or --server-lr";
     return err_set(err, "epoch %d: the global model diverged (test loss %g, %g at the start; "
                    "--divergence-factor %g): %s.%s", row->epoch, row->global_loss, reference,

@@ -666,7 +666,7 @@ static void test_ignored_options_are_listed(void **state)
         "training set\n"
         "--tau 0.5 is ignored: it has an effect only with --select random or svt\n"
         "--staleness-exponent 2 is ignored: it has an effect only with --aggregate staleness "
-        "(or auto with --schedule async)\n");
+        "or mix (or auto with --schedule async)\n");
     parse_ok(&c, "--select", "random", "--tau", "0.5", "--partition", "dirichlet", "--alpha",
              "2", "--schedule", "async", "--staleness-exponent", "2", (char *)NULL);
     assert_int_equal(config_ignored(&c, buf, sizeof buf), 0);
