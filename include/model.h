@@ -78,7 +78,8 @@ void model_init_params(const model_t *m, float *params, rng_t *rng);
 /* Scratch memory for batches of up to max_batch examples: activations,
  * deltas, labels. Shared by every participant on a rank (they run in turn).
  * NULL when memory runs out, or when max_batch times a conv layer's output
- * pixels (out_h out_w) exceeds INT_MAX (one GEMM spans the batch). */
+ * pixels (out_h out_w) exceeds INT_MAX (the sizes of its activation
+ * buffers, counted in int by the layers' loops). */
 typedef struct model_ws model_ws;
 model_ws *model_ws_create(const model_t *m, int max_batch);
 void model_ws_free(model_ws *ws);

@@ -40,8 +40,13 @@ static double op_flops(const blas_op *op)
 
 /* The BLAS calls model.c makes for one batch, in its layouts: per learning
  * layer the forward, the weight gradient and (all but the first) the input
- * gradient. Dense layers at batch 1 go through sgemv/sger, as in model.c;
- * convolutions are one sgemm over the whole batch (N = batch x maps). */
+ * gradient. Dense layers at batch 1 go through sgemv/sger, as in model.c.
+ * Convolutions are one sgemm over the whole batch (N = batch x output
+ * pixels): the un-tiled products. model.c makes the same products tile by
+ * tile (conv_tile: one example a GEMM in the CNN's first convolution, 16 in
+ * its second), so from batch 2 up the reference is the same FLOPs in the
+ * shapes of an un-tiled model, which leave the caches as the batch grows;
+ * at batch 1 the shapes are the model's own. */
 static int training_ops(const model_t *m, int batch, blas_op *g)
 {
     int count = 0, first = 1;
@@ -199,6 +204,8 @@ static void bench_training(const bench_out *o, const dataset_t *train, const cha
             row.target = "ratio>=0.75";
         else if (mlp && batch == 1)
             row.target = "median>=20000";
+        else if (!mlp)
+            row.target = "ratio>=0.8"; /* issue 18, at every batch */
         bench_emit(o, &row);
         printf("       # %.3g MFLOP/sample in BLAS calls: %.1f GFLOP/s trained, %.1f GFLOP/s "
                "BLAS alone\n", flops / 1e6, row.fig.median * flops / 1e9,
@@ -287,7 +294,8 @@ static void usage(FILE *f)
                "  --csv FILE   append rows to FILE (no header; bench-run.sh writes it)\n"
                "  --date D     value of the date column      [today]\n"
                "  --host H     value of the host_cpu column  [unknown]\n"
-               "  --only F     comma-separated subset of train,topk,apply,wire,dpsgd  [all]\n");
+               "  --only F     comma-separated subset of train,topk,apply,wire,dpsgd  [all];\n"
+               "               cnn: the CNN's training rows alone (train has both models)\n");
 }
 
 int main(int argc, char **argv)
@@ -318,7 +326,8 @@ int main(int argc, char **argv)
     }
 
     bench_table_head();
-    if (strstr(only, "train") || strstr(only, "dpsgd")) {
+    int cnn = strstr(only, "train") || strstr(only, "cnn");
+    if (cnn || strstr(only, "dpsgd")) {
         char err[ERR_LEN];
         dataset_t train;
         if (dataset_load(dataset_default_dir("fashion-mnist"), 1, &train, err)) {
@@ -326,12 +335,12 @@ int main(int argc, char **argv)
             return 1;
         }
         /* About 0.3 s (MLP) and 0.5-1 s (CNN) per repeat on the reference machine. */
-        if (strstr(only, "train")) {
+        if (strstr(only, "train"))
             bench_training(&o, &train, "mlp", (const int[]){1, 32, 128}, 3,
                            (const size_t[]){20000, 60000, 60000});
+        if (cnn)
             bench_training(&o, &train, "cnn", (const int[]){1, 32, 128}, 3,
                            (const size_t[]){2000, 2048, 2048});
-        }
         if (strstr(only, "dpsgd"))
             bench_dpsgd(&o, &train);
         dataset_free(&train);

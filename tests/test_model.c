@@ -470,6 +470,106 @@ static void test_example_norms_and_weights_match_one_example_at_a_time(void **st
     }
 }
 
+/* Convolutions over a batch run tile by tile (model.c, conv_tile: in the
+ * paper's CNN 1 example a tile in the first convolution and 16 in the
+ * second, 1 and 8 on 32 x 32 images; 4 and 8 in the small net here), so
+ * these batches span several tiles and end in a part-filled one. Against each example run
+ * alone (one tile of one example), on grey and colour images: the
+ * probabilities (1e-6), the mean gradient, per-example norms and the
+ * weighted gradient (1e-5 relative, L2 over the vector: the tiles' sums
+ * are in another order); the fused step with out = params and a large
+ * step equals params - 5 gradient (1e-6 relative), which fails if a later
+ * tile's input gradient read weights an earlier tile had already changed;
+ * and a second run on a fresh workspace gives the same bits. */
+static void test_conv_tiles_match_one_example_at_a_time(void **state)
+{
+    (void)state;
+    const struct { const char *spec; int c, h, w, classes, batch; } cases[] = {
+        {"cnn", 1, 28, 28, 10, 37},
+        {"cnn", 3, 32, 32, 10, 19},
+        {"c3x4-tanh,c3x3-tanh-p2,d5", 3, 10, 10, 5, 19},
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        char err[ERR_LEN];
+        model_t m;
+        if (model_build(&m, cases[s].spec, cases[s].c, cases[s].h, cases[s].w, cases[s].classes,
+                        err))
+            fail_msg("%s", err);
+        int batch = cases[s].batch, k = m.num_classes;
+        size_t n = m.num_params;
+        rng_t rng;
+        rng_init(&rng, 31, (uint64_t)s);
+        model_ws *ws = model_ws_create(&m, batch), *ws2 = model_ws_create(&m, batch),
+                 *ws1 = model_ws_create(&m, 1);
+        float *w = random_params(&m, &rng);
+        float *grad = calloc(n, sizeof *grad), *grad2 = calloc(n, sizeof *grad2);
+        float *scratch = malloc(n * sizeof *scratch), *weighted = calloc(n, sizeof *weighted);
+        float *stepped = malloc(n * sizeof *stepped);
+        float *probs = malloc((size_t)batch * k * sizeof *probs);
+        double *g = malloc(n * sizeof *g), *mean = calloc(n, sizeof *mean),
+               *want_w = calloc(n, sizeof *want_w), *sqnorm = malloc(batch * sizeof *sqnorm);
+        float *weight = malloc(batch * sizeof *weight);
+        random_batch(&m, ws, batch, &rng);
+        for (int r = 0; r < batch; r++)
+            weight[r] = (float)(0.25 + rng_uniform(&rng));
+        memcpy(model_ws_input(ws2), model_ws_input(ws),
+               (size_t)batch * m.input_size * sizeof(float));
+        memcpy(model_ws_labels(ws2), model_ws_labels(ws), (size_t)batch);
+
+        model_forward(&m, w, ws, batch, NULL);
+        memcpy(probs, model_ws_probs(ws), (size_t)batch * k * sizeof *probs);
+        model_backward(&m, w, ws, batch, 1.0f, grad);
+        model_example_sqnorms(&m, w, ws, batch, sqnorm);
+        model_backward_weighted(&m, w, ws, batch, weight, 1.0f, weighted);
+        for (int r = 0; r < batch; r++) {
+            one_example_gradient(&m, w, ws, r, ws1, scratch, g); /* leaves r's probs in ws1 */
+            for (int c = 0; c < k; c++)
+                assert_float_equal(probs[(size_t)r * k + c], model_ws_probs(ws1)[c], 1e-6);
+            double ref = 0;
+            for (size_t i = 0; i < n; i++) {
+                ref += g[i] * g[i];
+                mean[i] += g[i] / batch;
+                want_w[i] += weight[r] * g[i];
+            }
+            if (fabs(sqnorm[r] - ref) > 1e-5 * ref)
+                fail_msg("%s example %d: sqnorm %.9g, alone %.9g", cases[s].spec, r, sqnorm[r],
+                         ref);
+        }
+        const struct { const char *what; const float *got; const double *want; } sums[] = {
+            {"mean gradient", grad, mean}, {"weighted gradient", weighted, want_w}};
+        for (int j = 0; j < 2; j++) {
+            double diff = 0, size = 0;
+            for (size_t i = 0; i < n; i++) {
+                diff += (sums[j].got[i] - sums[j].want[i]) * (sums[j].got[i] - sums[j].want[i]);
+                size += sums[j].want[i] * sums[j].want[i];
+            }
+            if (sqrt(diff) > 1e-5 * sqrt(size))
+                fail_msg("%s batch %d: %s off by %.3g of %.3g", cases[s].spec, batch,
+                         sums[j].what, sqrt(diff), sqrt(size));
+        }
+
+        memcpy(stepped, w, n * sizeof *w);
+        model_backward(&m, stepped, ws, batch, -5.0f, stepped);
+        for (size_t i = 0; i < n; i++) {
+            float want = w[i] - 5.0f * grad[i];
+            if (fabsf(stepped[i] - want) > 1e-6f * (fabsf(w[i]) + fabsf(5.0f * grad[i])) + 1e-12f)
+                fail_msg("%s param %zu: fused step %.9g, gradient step %.9g", cases[s].spec, i,
+                         stepped[i], want);
+        }
+
+        model_forward(&m, w, ws2, batch, NULL);
+        assert_memory_equal(model_ws_probs(ws2), probs, (size_t)batch * k * sizeof *probs);
+        model_backward(&m, w, ws2, batch, 1.0f, grad2);
+        assert_memory_equal(grad2, grad, n * sizeof *grad);
+
+        free(w); free(grad); free(grad2); free(scratch); free(weighted); free(stepped);
+        free(probs); free(g); free(mean); free(want_w); free(sqnorm); free(weight);
+        model_ws_free(ws);
+        model_ws_free(ws2);
+        model_ws_free(ws1);
+    }
+}
+
 static void test_gradient_paper_cnn_matches_finite_differences(void **state)
 {
     (void)state;
@@ -688,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_gradient_multichannel_conv_matches_finite_differences),
         cmocka_unit_test(test_gradient_dense_on_vectors_matches_finite_differences),
         cmocka_unit_test(test_example_norms_and_weights_match_one_example_at_a_time),
+        cmocka_unit_test(test_conv_tiles_match_one_example_at_a_time),
         cmocka_unit_test(test_gradient_paper_cnn_matches_finite_differences),
         cmocka_unit_test(test_pool_tie_sends_gradient_to_the_first_maximum),
         cmocka_unit_test(test_forward_counts_correct_predictions),
