@@ -38,7 +38,7 @@ awk -v a="${walls_audit[*]}" -v p="${walls_plain[*]}" -v csv="$csv" -v date="$da
     ma = med(a); alo = lo; ahi = hi; mp = med(p); plo = lo; phi = hi
     # rates: runs per second, so that ratio = audited rate / plain rate
     ratio = mp / ma; met = ratio >= 0.833 ? "yes" : "NO"
-    config = "default run, 5 epochs, 1 audit"
+    config = "default run 5 epochs 1 audit"
     printf "%-6s %-34s %12.4g %6.1f%%  %-11s %-22s %12.4g %8.5g %-13s %s\n", "audit", config,
            1 / ma, 100 * (ahi - alo) / ma, "runs/s", "same run, no --audit", 1 / mp, ratio,
            "ratio>=0.833", met

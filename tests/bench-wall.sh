@@ -53,7 +53,7 @@ awk -v w="${walls[*]}" -v p="${parts[*]}" -v csv="$csv" -v date="$date" -v host=
   BEGIN {
     mw = med(w); wlo = lo; whi = hi; mp = med(p); plo = lo; phi = hi
     ratio = mp / mw; met = ratio >= 0.667 ? "yes" : "NO"
-    config = "demo run, 3 ranks, 20 epochs"
+    config = "demo run 3 ranks 20 epochs"
     printf "%-6s %-34s %12.4g %6.1f%%  %-11s %-22s %12.4g %8.5g %-13s %s\n", "wall", config,
            mw, 100 * (whi - wlo) / mw, "s", "start-up + training", mp, ratio, "ratio>=0.667", met
     if (csv != "") {

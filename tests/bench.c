@@ -263,8 +263,8 @@ static void bench_dpsgd(const bench_out *o, const dataset_t *train)
         }
         ref[r] = now_s() - t0;
     }
-    bench_row row = {.figure = "dpsgd", .config = "mlp batch=32 (expected), sigma=1",
-                     .unit = "steps/s", .reference = "plain step, batch 32",
+    bench_row row = {.figure = "dpsgd", .config = "mlp batch=32 (expected) sigma=1",
+                     .unit = "steps/s", .reference = "plain step batch 32",
                      .target = "ratio>=0.4"};
     row.fig = bench_rate(t, BENCH_REPEATS, STEPS);
     row.ref = bench_rate(ref, BENCH_REPEATS, STEPS);
