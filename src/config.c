@@ -1125,8 +1125,10 @@ int config_check_resume(const config_t *c, const char *saved, char *err)
                            (int)len, old, c->dp_target_epsilon, c->epochs, now, (int)len, old);
         if (differs)
             return err_set(err, "--%s differs: the checkpoint was made with %.*s, this run has %s "
-                           "(only --epochs, paths, --eval-size, --dp-max-epsilon, "
-                           "--dp-target-epsilon and --divergence-factor may change on resume)",
+                           "(only --epochs, paths, --eval-size, --eval-participants, "
+                           "--eval-every, --dp-max-epsilon, --dp-target-epsilon and "
+                           "--divergence-factor may change on resume; data files may move, "
+                           "not change)",
                            o->name, (int)len, old, now);
     }
     return 0;
