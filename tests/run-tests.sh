@@ -22,8 +22,10 @@ check() {
   shift 2
   # tee through a process substitution: a daemon a test leaves holding
   # its output cannot keep the suite waiting.
-  local rc=0
+  local rc=0 t0=${EPOCHREALTIME/,/.}
   timeout "$secs" "$@" > >(tee "$logs/${name//\//_}.log") 2>&1 || rc=$?
+  [[ $name == test_* && $name != test_mpi* ]] ||
+    awk -v a="$t0" -v b="${EPOCHREALTIME/,/.}" -v n="$name" 'BEGIN { printf "-- %s took %.0f s\n", n, b - a }'
   ((rc == 0)) && return 0
   failed+=("$name")
   ((rc == 124)) && echo "timed out after $secs s" >> "$logs/${name//\//_}.status"

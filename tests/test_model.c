@@ -490,13 +490,20 @@ static void test_conv_tiles_match_one_example_at_a_time(void **state)
         {"c3x4-tanh,c3x3-tanh-p2,d5", 3, 10, 10, 5, 19},
     };
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        /* Under valgrind (DSSGD_TEST_SKIP_SLOW) the paper's CNN one example
+         * at a time takes minutes: the small net, several tiles with a
+         * part-filled last one, stays. */
+        if (skip_slow() && strcmp(cases[s].spec, "cnn") == 0)
+            continue;
         char err[ERR_LEN];
         model_t m;
         if (model_build(&m, cases[s].spec, cases[s].c, cases[s].h, cases[s].w, cases[s].classes,
                         err))
             fail_msg("%s", err);
         int batch = cases[s].batch, k = m.num_classes;
-        size_t n = m.num_params;
+        /* (unsigned): the batches are positive; a size_t from a signed int
+         * would let the compiler imagine a negative one */
+        size_t n = m.num_params, nb = (unsigned)batch, nprobs = nb * (unsigned)k;
         rng_t rng;
         rng_init(&rng, 31, (uint64_t)s);
         model_ws *ws = model_ws_create(&m, batch), *ws2 = model_ws_create(&m, batch),
@@ -505,19 +512,18 @@ static void test_conv_tiles_match_one_example_at_a_time(void **state)
         float *grad = calloc(n, sizeof *grad), *grad2 = calloc(n, sizeof *grad2);
         float *scratch = malloc(n * sizeof *scratch), *weighted = calloc(n, sizeof *weighted);
         float *stepped = malloc(n * sizeof *stepped);
-        float *probs = malloc((size_t)batch * k * sizeof *probs);
+        float *probs = malloc(nprobs * sizeof *probs);
         double *g = malloc(n * sizeof *g), *mean = calloc(n, sizeof *mean),
                *want_w = calloc(n, sizeof *want_w), *sqnorm = malloc(batch * sizeof *sqnorm);
         float *weight = malloc(batch * sizeof *weight);
         random_batch(&m, ws, batch, &rng);
         for (int r = 0; r < batch; r++)
             weight[r] = (float)(0.25 + rng_uniform(&rng));
-        memcpy(model_ws_input(ws2), model_ws_input(ws),
-               (size_t)batch * m.input_size * sizeof(float));
-        memcpy(model_ws_labels(ws2), model_ws_labels(ws), (size_t)batch);
+        memcpy(model_ws_input(ws2), model_ws_input(ws), nb * m.input_size * sizeof(float));
+        memcpy(model_ws_labels(ws2), model_ws_labels(ws), nb);
 
         model_forward(&m, w, ws, batch, NULL);
-        memcpy(probs, model_ws_probs(ws), (size_t)batch * k * sizeof *probs);
+        memcpy(probs, model_ws_probs(ws), nprobs * sizeof *probs);
         model_backward(&m, w, ws, batch, 1.0f, grad);
         model_example_sqnorms(&m, w, ws, batch, sqnorm);
         model_backward_weighted(&m, w, ws, batch, weight, 1.0f, weighted);
@@ -548,17 +554,24 @@ static void test_conv_tiles_match_one_example_at_a_time(void **state)
                          sums[j].what, sqrt(diff), sqrt(size));
         }
 
+        /* The fused step scales each tile's products by the step size
+         * inside the GEMM, the gradient step scales their sum: the two
+         * differ in float rounding of sums with cancellation, so the step
+         * is compared as a vector (L2), as the sums above are. */
         memcpy(stepped, w, n * sizeof *w);
         model_backward(&m, stepped, ws, batch, -5.0f, stepped);
+        double step_diff = 0, step_size = 0;
         for (size_t i = 0; i < n; i++) {
-            float want = w[i] - 5.0f * grad[i];
-            if (fabsf(stepped[i] - want) > 1e-6f * (fabsf(w[i]) + fabsf(5.0f * grad[i])) + 1e-12f)
-                fail_msg("%s param %zu: fused step %.9g, gradient step %.9g", cases[s].spec, i,
-                         stepped[i], want);
+            double want = (double)w[i] - 5.0 * grad[i];
+            step_diff += (stepped[i] - want) * (stepped[i] - want);
+            step_size += 25.0 * grad[i] * grad[i];
         }
+        if (sqrt(step_diff) > 1e-5 * sqrt(step_size))
+            fail_msg("%s: fused step off the gradient step by %.3g of a step of %.3g",
+                     cases[s].spec, sqrt(step_diff), sqrt(step_size));
 
         model_forward(&m, w, ws2, batch, NULL);
-        assert_memory_equal(model_ws_probs(ws2), probs, (size_t)batch * k * sizeof *probs);
+        assert_memory_equal(model_ws_probs(ws2), probs, nprobs * sizeof *probs);
         model_backward(&m, w, ws2, batch, 1.0f, grad2);
         assert_memory_equal(grad2, grad, n * sizeof *grad);
 
