@@ -187,8 +187,14 @@ static int setup(run_state *st, char *err)
     st->local_count = run_hosted_by(t->size, c->participants, t->rank);
     st->local = calloc((size_t)(st->local_count ? st->local_count : 1), sizeof *st->local);
     st->told_budget = calloc((size_t)(st->local_count ? st->local_count : 1), 1);
-    if (!st->local || !st->told_budget)
+    st->scored_acc = calloc((size_t)(st->local_count ? st->local_count : 1),
+                            sizeof *st->scored_acc);
+    st->scored_how = malloc((size_t)(st->local_count ? st->local_count : 1) *
+                            sizeof *st->scored_how);
+    if (!st->local || !st->told_budget || !st->scored_acc || !st->scored_how)
         return err_set(err, "out of memory");
+    for (int s = 0; s < st->local_count; s++)
+        st->scored_how[s] = -1;
     for (int s = 0; s < st->local_count; s++) {
         int p = run_participant_at(t->size, t->rank, s);
         st->local[s] = participant_create((uint32_t)p, st->n, st->shards.indices[p],
@@ -253,6 +259,8 @@ static void teardown(run_state *st)
         participant_free(st->local[s]);
     free(st->local);
     free(st->told_budget);
+    free(st->scored_acc);
+    free(st->scored_how);
     for (int p = 0; st->held && p < st->cfg->participants; p++)
         free(st->held[p]);
     free(st->held);
@@ -298,6 +306,7 @@ size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *d
     size_t len = participant_epoch(part, &st->ctx, (uint32_t)epoch, st->up_buf, st->up_cap,
                                    &stats);
     int slot = run_slot_of(st->tr.size, (int)participant_id(part));
+    st->scored_how[slot] = -1; /* its model changed */
     if (participant_budget_stopped(part) && !st->told_budget[slot]) {
         char turn[64];
         if (st->ctx.dpsgd)
@@ -340,21 +349,59 @@ void run_train_local(run_state *st)
  * evaluated test image. */
 enum { EVAL_NONE, EVAL_SAMPLE, EVAL_ALL };
 
+/* The kind of epoch `epoch`'s evaluation: every rank computes the same. */
+static int eval_kind(const run_state *st, int epoch)
+{
+    const config_t *c = st->cfg;
+    return epoch >= c->epochs ? EVAL_ALL
+           : epoch % c->eval_every ? EVAL_NONE
+           : eval_sampled(st) ? EVAL_SAMPLE : EVAL_ALL;
+}
+
+/* Local participant s's accuracy, scored as `how` says; a score made after
+ * its last turn (score_after_turn) stands until the epoch's evaluation
+ * (evaluate_local) or its next turn. */
+static double score_local(run_state *st, int s, int how)
+{
+    if (how == EVAL_NONE)
+        return NAN;
+    if (st->scored_how[s] == how)
+        return st->scored_acc[s];
+    sgd_stats stats;
+    if (how == EVAL_SAMPLE)
+        sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws,
+                     &st->eval_sample, 0, &stats);
+    else
+        sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
+                     st->cfg->eval_size, &stats);
+    st->scored_acc[s] = stats.accuracy;
+    st->scored_how[s] = how;
+    return stats.accuracy;
+}
+
+/* A worker under a sequential schedule waits through the other ranks'
+ * turns: after a participant's last turn of an epoch (its upload sent),
+ * it scores that participant's model then, instead of at the epoch's end
+ * when every rank scores at once. The scores are the same: the model does
+ * not change before the next turn. */
+static void score_after_turn(run_state *st, int slot, int turn)
+{
+    config_schedule sched = st->cfg->schedule;
+    if (st->tr.rank == 0 || (sched != SCHEDULE_ROUND_ROBIN && sched != SCHEDULE_RANDOM) ||
+        turn <= 0 || turn % (int)st->rounds)
+        return;
+    score_local(st, slot, eval_kind(st, turn / (int)st->rounds));
+}
+
 /* report[2s] = accuracy of local participant s (NaN with EVAL_NONE),
  * report[2s+1] = its cumulative epsilon: what rank 0 needs for the metrics
  * row. */
 static void evaluate_local(run_state *st, double *report, int how)
 {
     for (int s = 0; s < st->local_count; s++) {
-        sgd_stats stats = {.accuracy = NAN};
-        if (how == EVAL_SAMPLE)
-            sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws,
-                         &st->eval_sample, 0, &stats);
-        else if (how == EVAL_ALL)
-            sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
-                         st->cfg->eval_size, &stats);
-        report[2 * s] = stats.accuracy;
+        report[2 * s] = score_local(st, s, how);
         report[2 * s + 1] = participant_ledger(st->local[s])->spent;
+        st->scored_how[s] = -1; /* every other change of a model comes after this */
     }
 }
 
@@ -436,6 +483,7 @@ static void receive_participant_state(run_state *st, participant_t *p, part_stat
         recv_state(st, 0, ps->residual, bytes, limit, "a participant residual");
     recv_state(st, 0, ps->rng, sizeof ps->rng, limit, "a participant rng state");
     recv_state(st, 0, &ps->epsilon, sizeof ps->epsilon, limit, "a participant epsilon");
+    st->scored_how[run_slot_of(st->tr.size, (int)participant_id(p))] = -1;
     if (participant_restore_at(p, &st->ctx, ps->params, ps->residual, ps->rng, ps->epsilon,
                                (uint64_t)epochs_done))
         transport_fatal(&st->tr, "checkpointed participant state refused (rng of another "
@@ -509,6 +557,7 @@ static void worker_loop(run_state *st)
             }
             send_upload(st, run_participant_step(st, part, st->down_buf, len, epoch),
                         transport_turn_tag(t, epoch, p));
+            score_after_turn(st, run_slot_of(t->size, p), epoch);
         } else if (op == CMD_ASYNC) {
             /* The first participant asks; the server answers each upload
              * with the download of the rank's next participant, which saves
@@ -558,10 +607,8 @@ static void evaluate_epoch(run_state *st, metrics_row *row, const float *global)
 {
     transport_t *t = &st->tr;
     const config_t *c = st->cfg;
-    int N = c->participants, last = row->epoch >= c->epochs;
-    int how = last ? EVAL_ALL
-              : row->epoch % c->eval_every ? EVAL_NONE
-              : eval_sampled(st) ? EVAL_SAMPLE : EVAL_ALL;
+    int N = c->participants;
+    int how = eval_kind(st, row->epoch);
     for (int r = run_first_host(t->size); r < t->size; r++)
         if (r != t->rank)
             transport_send_cmd(t, r, CMD_EVAL, row->epoch, how);

@@ -48,6 +48,9 @@ typedef struct {
     int local_count;              /* participants hosted on this rank */
     participant_t **local;        /* (local_count) by slot */
     char *told_budget;            /* (local_count) the DP cap's stop was reported */
+    double *scored_acc;           /* (local_count) a worker's score of its participant's */
+    int *scored_how;              /* current model, of kind scored_how (EVAL_*; -1 = none:
+                                     the model changed since) */
     participant_ctx ctx;
     model_ws *eval_ws;
     uint8_t *down_buf;            /* (down_cap = wire_size(n)) */
