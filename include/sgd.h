@@ -34,8 +34,15 @@ void sgd_epoch(const model_t *m, float *params, model_ws *ws, const dataset_t *d
                sgd_stats *stats);
 
 /* Evaluates params on the first `limit` examples of ds (0 = all) in batches
- * of the workspace's max batch. */
+ * of the workspace's max batch: sgd_evaluate_batch from 0 in steps of it. */
 void sgd_evaluate(const model_t *m, const float *params, model_ws *ws, const dataset_t *ds,
                   size_t limit, sgd_stats *stats);
+
+/* One batch of that: examples [start, start + count) of ds, count at most
+ * the workspace's max batch. Returns the sum of their losses and adds their
+ * correct predictions to *correct. Scoring a set batch by batch this way,
+ * at the same starts, gives sgd_evaluate's figures exactly. */
+double sgd_evaluate_batch(const model_t *m, const float *params, model_ws *ws,
+                          const dataset_t *ds, size_t start, size_t count, int *correct);
 
 #endif

@@ -444,11 +444,11 @@ static const config_option options[] = {
     {.name = "staleness-tolerance", .kind = KIND_INT, FIELD(staleness_tolerance, int),
      .imin = 0, .imax = 1000000, .def = 1,
      .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,
-     .shown = when_exponent,
-     .applies = "--aggregate staleness or mix (or auto with --schedule async)",
+     .shown = when_staleness,
+     .applies = "--aggregate staleness",
      .section = AGGREGATION, .metavar = "B",
-     .help = "uploads at most B stale weigh in full (mix: are\n"
-             "added whole); later ones (1 + s - B)^-E"},
+     .help = "uploads at most B stale weigh in full; later ones\n"
+             "(1 + s - B)^-E"},
     {.name = "simulate-staleness", .kind = KIND_INT, FIELD(simulate_staleness, int),
      .imin = 1, .imax = 100000, .def = 0, /* 0 = off, outside the range */
      .resume = RESUME_MUST_MATCH, .absent = "0", .print = PRINT_DSSGD, .shown = when_async,

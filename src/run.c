@@ -187,14 +187,11 @@ static int setup(run_state *st, char *err)
     st->local_count = run_hosted_by(t->size, c->participants, t->rank);
     st->local = calloc((size_t)(st->local_count ? st->local_count : 1), sizeof *st->local);
     st->told_budget = calloc((size_t)(st->local_count ? st->local_count : 1), 1);
-    st->scored_acc = calloc((size_t)(st->local_count ? st->local_count : 1),
-                            sizeof *st->scored_acc);
-    st->scored_how = malloc((size_t)(st->local_count ? st->local_count : 1) *
-                            sizeof *st->scored_how);
-    if (!st->local || !st->told_budget || !st->scored_acc || !st->scored_how)
+    st->scores = calloc((size_t)(st->local_count ? st->local_count : 1), sizeof *st->scores);
+    if (!st->local || !st->told_budget || !st->scores)
         return err_set(err, "out of memory");
     for (int s = 0; s < st->local_count; s++)
-        st->scored_how[s] = -1;
+        st->scores[s].how = -1;
     for (int s = 0; s < st->local_count; s++) {
         int p = run_participant_at(t->size, t->rank, s);
         st->local[s] = participant_create((uint32_t)p, st->n, st->shards.indices[p],
@@ -259,8 +256,7 @@ static void teardown(run_state *st)
         participant_free(st->local[s]);
     free(st->local);
     free(st->told_budget);
-    free(st->scored_acc);
-    free(st->scored_how);
+    free(st->scores);
     for (int p = 0; st->held && p < st->cfg->participants; p++)
         free(st->held[p]);
     free(st->held);
@@ -306,7 +302,7 @@ size_t run_participant_step(run_state *st, participant_t *part, const uint8_t *d
     size_t len = participant_epoch(part, &st->ctx, (uint32_t)epoch, st->up_buf, st->up_cap,
                                    &stats);
     int slot = run_slot_of(st->tr.size, (int)participant_id(part));
-    st->scored_how[slot] = -1; /* its model changed */
+    st->scores[slot].how = -1; /* its model changed */
     if (participant_budget_stopped(part) && !st->told_budget[slot]) {
         char turn[64];
         if (st->ctx.dpsgd)
@@ -358,39 +354,81 @@ static int eval_kind(const run_state *st, int epoch)
            : eval_sampled(st) ? EVAL_SAMPLE : EVAL_ALL;
 }
 
-/* Local participant s's accuracy, scored as `how` says; a score made after
- * its last turn (score_after_turn) stands until the epoch's evaluation
- * (evaluate_local) or its next turn. */
+/* The images an evaluation of kind `how` scores a participant on. */
+static const dataset_t *scored_set(const run_state *st, int how, size_t *count)
+{
+    *count = how == EVAL_SAMPLE ? st->eval_sample.count : evaluated_count(st);
+    return how == EVAL_SAMPLE ? &st->eval_sample : &st->test;
+}
+
+/* Scores one more batch of local participant s's scoring, at the batch
+ * starts sgd_evaluate uses (so the same figures); returns whether more is
+ * left. */
+static int score_some(run_state *st, int s)
+{
+    run_score *sc = &st->scores[s];
+    size_t count, max = (size_t)model_ws_max_batch(st->eval_ws);
+    if (sc->how < 0)
+        return 0;
+    const dataset_t *ds = scored_set(st, sc->how, &count);
+    if (sc->next >= count)
+        return 0;
+    size_t b = count - sc->next < max ? count - sc->next : max;
+    sgd_evaluate_batch(&st->model, participant_params(st->local[s]), st->eval_ws, ds, sc->next,
+                       b, &sc->correct);
+    sc->next += b;
+    return sc->next < count;
+}
+
+/* Local participant s's accuracy, scored as `how` says: what a scoring
+ * begun after its last turn (score_after_turn) left, finished here. */
 static double score_local(run_state *st, int s, int how)
 {
     if (how == EVAL_NONE)
         return NAN;
-    if (st->scored_how[s] == how)
-        return st->scored_acc[s];
-    sgd_stats stats;
-    if (how == EVAL_SAMPLE)
-        sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws,
-                     &st->eval_sample, 0, &stats);
-    else
-        sgd_evaluate(&st->model, participant_params(st->local[s]), st->eval_ws, &st->test,
-                     st->cfg->eval_size, &stats);
-    st->scored_acc[s] = stats.accuracy;
-    st->scored_how[s] = how;
-    return stats.accuracy;
+    run_score *sc = &st->scores[s];
+    if (sc->how != how)
+        *sc = (run_score){how, 0, 0};
+    while (score_some(st, s))
+        ;
+    size_t count;
+    scored_set(st, how, &count);
+    return count ? (double)sc->correct / (double)count : 0.0;
 }
 
 /* A worker under a sequential schedule waits through the other ranks'
  * turns: after a participant's last turn of an epoch (its upload sent),
- * it scores that participant's model then, instead of at the epoch's end
- * when every rank scores at once. The scores are the same: the model does
- * not change before the next turn. */
+ * its scoring for the epoch's evaluation begins, and goes on batch by
+ * batch while no command waits (score_while_idle). The figures are those
+ * of scoring at the epoch's end: the model does not change before its next
+ * turn, which comes after that evaluation (a second turn in one epoch,
+ * under random, starts it over). */
 static void score_after_turn(run_state *st, int slot, int turn)
 {
     config_schedule sched = st->cfg->schedule;
     if (st->tr.rank == 0 || (sched != SCHEDULE_ROUND_ROBIN && sched != SCHEDULE_RANDOM) ||
         turn <= 0 || turn % (int)st->rounds)
         return;
-    score_local(st, slot, eval_kind(st, turn / (int)st->rounds));
+    int how = eval_kind(st, turn / (int)st->rounds);
+    if (how != EVAL_NONE)
+        st->scores[slot] = (run_score){how, 0, 0};
+}
+
+/* Scores a batch at a time until a command from rank 0 waits or nothing is
+ * left: a command waits at most one batch (EVAL_BATCH images). */
+static void score_while_idle(run_state *st)
+{
+    for (int s = 0; s < st->local_count; s++) {
+        for (;;) {
+            int waiting = 0;
+            transport_check(&st->tr, MPI_Iprobe(0, TAG_CMD, st->tr.comm, &waiting,
+                                                MPI_STATUS_IGNORE), "MPI_Iprobe");
+            if (waiting)
+                return;
+            if (!score_some(st, s))
+                break;
+        }
+    }
 }
 
 /* report[2s] = accuracy of local participant s (NaN with EVAL_NONE),
@@ -401,7 +439,7 @@ static void evaluate_local(run_state *st, double *report, int how)
     for (int s = 0; s < st->local_count; s++) {
         report[2 * s] = score_local(st, s, how);
         report[2 * s + 1] = participant_ledger(st->local[s])->spent;
-        st->scored_how[s] = -1; /* every other change of a model comes after this */
+        st->scores[s].how = -1; /* every other change of a model comes after this */
     }
 }
 
@@ -483,7 +521,7 @@ static void receive_participant_state(run_state *st, participant_t *p, part_stat
         recv_state(st, 0, ps->residual, bytes, limit, "a participant residual");
     recv_state(st, 0, ps->rng, sizeof ps->rng, limit, "a participant rng state");
     recv_state(st, 0, &ps->epsilon, sizeof ps->epsilon, limit, "a participant epsilon");
-    st->scored_how[run_slot_of(st->tr.size, (int)participant_id(p))] = -1;
+    st->scores[run_slot_of(st->tr.size, (int)participant_id(p))].how = -1;
     if (participant_restore_at(p, &st->ctx, ps->params, ps->residual, ps->rng, ps->epsilon,
                                (uint64_t)epochs_done))
         transport_fatal(&st->tr, "checkpointed participant state refused (rng of another "
@@ -532,6 +570,7 @@ static void worker_loop(run_state *st)
     for (;;) {
         MPI_Status status;
         int cmd[3];
+        score_while_idle(st);
         transport_wait(t, t->comm, 0, TAG_CMD, t->patience, 0, "a command", &status);
         transport_check(t, MPI_Recv(cmd, 3, MPI_INT, 0, TAG_CMD, t->comm, MPI_STATUS_IGNORE),
                         "MPI_Recv(cmd)");

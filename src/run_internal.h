@@ -31,6 +31,14 @@ typedef struct {
     uint8_t sha256[32];
 } run_site;
 
+/* The scoring of a participant's model, batch by batch: a worker under a
+ * sequential schedule does it between commands (run.c, score_after_turn). */
+typedef struct {
+    int how;       /* the evaluation kind being scored (run.c's EVAL_*); -1: none */
+    size_t next;   /* images scored so far, from the first */
+    int correct;   /* of them, predicted right */
+} run_score;
+
 typedef struct {
     const config_t *cfg;
     const run_hooks *hooks;
@@ -48,9 +56,7 @@ typedef struct {
     int local_count;              /* participants hosted on this rank */
     participant_t **local;        /* (local_count) by slot */
     char *told_budget;            /* (local_count) the DP cap's stop was reported */
-    double *scored_acc;           /* (local_count) a worker's score of its participant's */
-    int *scored_how;              /* current model, of kind scored_how (EVAL_*; -1 = none:
-                                     the model changed since) */
+    run_score *scores;            /* (local_count) each participant's current model's */
     participant_ctx ctx;
     model_ws *eval_ws;
     uint8_t *down_buf;            /* (down_cap = wire_size(n)) */

@@ -170,10 +170,8 @@ static void mix_release(server_t *s, uint32_t p)
     }
 }
 
-/* FedAsync's hinge: eta_s (1 + c - b)^-a past the tolerance b (c > b). */
 static double mix_weight(const server_t *s, uint32_t c)
 {
-    c -= s->opts.staleness_tolerance;
     return c <= s->opts.participants
                ? s->mix_weight[c]
                : s->opts.server_lr * pow(1.0 + (double)c, -s->opts.staleness_exponent);
@@ -253,7 +251,7 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
     if (s->in_turn) {
         if (participant < s->opts.participants && s->snap_of[participant] >= 0)
             snap = &s->snaps[s->snap_of[participant]];
-        else if (stale > s->opts.staleness_tolerance) /* no snapshot: hinge on the change */
+        else /* no snapshot: FedAsync on the change, (1 + s)^-a */
             step = (float)mix_weight(s, (uint32_t)(stale < UINT32_MAX ? stale : UINT32_MAX));
     } else if (!s->in_round && s->opts.aggregate == AGGREGATE_STALENESS) {
         uint64_t late = stale > s->opts.staleness_tolerance
@@ -281,11 +279,9 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
             /* FedAsync: w_j <- w_j + alpha (w_j at the download + v - w_j),
              * alpha by the uploads of entry j since then. */
             for (size_t i = 0; i < m; i++) {
-                uint32_t j = b[i], c = s->round_count[j] - snap->count[j];
-                double d = c <= s->opts.staleness_tolerance
-                               ? s->opts.server_lr * (double)wire_value(&rd, at + i)
-                               : mix_weight(s, c) * ((double)snap->w[j] +
-                                                     wire_value(&rd, at + i) - w[j]);
+                uint32_t j = b[i];
+                double d = mix_weight(s, s->round_count[j] - snap->count[j]) *
+                           ((double)snap->w[j] + wire_value(&rd, at + i) - w[j]);
                 w[j] = (float)(w[j] + d);
                 s->round_sum[j] += d;
                 s->round_count[j]++;

@@ -41,6 +41,15 @@ void sgd_batches(const model_t *m, float *params, model_ws *ws, const dataset_t 
     stats->accuracy = count ? (double)correct / (double)count : 0.0;
 }
 
+double sgd_evaluate_batch(const model_t *m, const float *params, model_ws *ws,
+                          const dataset_t *ds, size_t start, size_t count, int *correct)
+{
+    /* Contiguous examples: one copy per batch. */
+    memcpy(model_ws_input(ws), ds->x + start * ds->dim, count * ds->dim * sizeof(float));
+    memcpy(model_ws_labels(ws), ds->y + start, count);
+    return model_forward(m, params, ws, (int)count, correct);
+}
+
 void sgd_evaluate(const model_t *m, const float *params, model_ws *ws, const dataset_t *ds,
                   size_t limit, sgd_stats *stats)
 {
@@ -48,14 +57,9 @@ void sgd_evaluate(const model_t *m, const float *params, model_ws *ws, const dat
     size_t max_batch = (size_t)model_ws_max_batch(ws);
     double loss = 0.0;
     int correct = 0;
-    float *x = model_ws_input(ws);
-    uint8_t *y = model_ws_labels(ws);
     for (size_t start = 0; start < count; start += max_batch) {
         size_t b = count - start < max_batch ? count - start : max_batch;
-        /* Contiguous examples: one copy per batch. */
-        memcpy(x, ds->x + start * ds->dim, b * ds->dim * sizeof *x);
-        memcpy(y, ds->y + start, b);
-        loss += model_forward(m, params, ws, (int)b, &correct);
+        loss += sgd_evaluate_batch(m, params, ws, ds, start, b, &correct);
     }
     stats->count = count;
     stats->loss = count ? loss / (double)count : 0.0;

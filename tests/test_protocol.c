@@ -570,35 +570,6 @@ static void test_mix_rule_counts_each_parameters_uploads_since_the_download(void
     server_free(s);
 }
 
-/* mix with a tolerance B (FedAsync's hinge): an entry that at most B
- * uploads changed since the download is added whole, as the paper's sum
- * (the others' changes stay); past B it is mixed with alpha =
- * (1 + c - B)^-E. */
-static void test_mix_rule_adds_whole_up_to_the_tolerance(void **state)
-{
-    (void)state;
-    float init[10];
-    for (int i = 0; i < 10; i++)
-        init[i] = (float)i;
-    server_opts o = {.n = 10, .k_up = 10, .k_down = 10, .gamma = INFINITY,
-                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3,
-                     .aggregate = AGGREGATE_MIX, .server_lr = 1, .staleness_exponent = 1,
-                     .staleness_tolerance = 1, .participants = 4};
-    server_t *s = server_create(&o, init);
-    assert_non_null(s);
-    assert_int_equal(server_async_begin(s, 3), 0);
-    for (uint32_t p = 0; p < 3; p++)
-        download(s, p);
-    const float *w = server_params(s);
-    upload(s, 0, 1, (uint32_t[]){2}, (float[]){1.0f}); /* c = 0: 2 + 1 */
-    upload(s, 1, 2, (uint32_t[]){2, 5}, (float[]){3.0f, 1.0f}); /* c = 1 <= B: 3 + 3 */
-    assert_true(w[2] == 6.0f && w[5] == 6.0f);
-    upload(s, 2, 1, (uint32_t[]){2}, (float[]){2.0f}); /* c = 2: 6 + (2 + 2 - 6) / 2 */
-    assert_true(w[2] == 5.0f);
-    server_round_end(s);
-    server_free(s);
-}
-
 /* mix with a server momentum: at the end of each turn w += beta u and
  * u <- beta u + the turn's change (FedAvgM over turns). A refused upload
  * ends its participant's snapshot and changes nothing. */
@@ -1019,7 +990,6 @@ int main(void)
         cmocka_unit_test(test_mean_rule_averages_a_round_per_parameter),
         cmocka_unit_test(test_staleness_rule_weighs_by_uploads_applied_since_the_download),
         cmocka_unit_test(test_staleness_tolerance_is_a_hinge),
-        cmocka_unit_test(test_mix_rule_adds_whole_up_to_the_tolerance),
         cmocka_unit_test(test_mix_rule_ends_a_wave_at_its_per_parameter_mean),
         cmocka_unit_test(test_mix_rule_counts_each_parameters_uploads_since_the_download),
         cmocka_unit_test(test_mix_rule_adds_the_momentum_at_the_end_of_a_turn),
