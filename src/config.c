@@ -924,20 +924,11 @@ static int refuse_long_option(const char *arg, char *err)
         const char *name = optopt == OPT_HELP ? "help" : options[optopt - OPT_FIRST].name;
         return err_set(err, "--%s takes no value, given '%s'", name, arg);
     }
-    const char *name = strncmp(arg, "--", 2) == 0 ? arg + 2 : arg;
-    size_t len = strcspn(name, "=");
-    char list[ERR_LEN / 2] = "";
-    int matches = 0;
-    for (int i = 0; i <= N_OPTIONS; i++) {
-        const char *full = i < N_OPTIONS ? options[i].name : "help";
-        if (len == 0 || strncmp(full, name, len) != 0)
-            continue;
-        size_t used = strlen(list);
-        snprintf(list + used, sizeof list - used, "%s--%s", matches ? ", " : "", full);
-        matches++;
-    }
-    if (matches > 1)
-        return err_set(err, "ambiguous option '--%.*s' (could be %s)", (int)len, name, list);
+    const char *names[N_OPTIONS];
+    for (int i = 0; i < N_OPTIONS; i++)
+        names[i] = options[i].name;
+    if (err_ambiguous_option(strncmp(arg, "--", 2) == 0 ? arg + 2 : arg, names, N_OPTIONS, err))
+        return -1;
     return err_set(err, "unknown option '%s' (see dssgd --help)", arg);
 }
 

@@ -191,21 +191,11 @@ static int refuse_option(const char *cmd, const char *arg, const arg_row *args, 
     if (strncmp(arg, "--", 2) != 0)
         return err_set(err, "unknown option '%.64s' (options are long: --name value; see dssgd "
                        "data %s --help)", arg, cmd);
-    const char *name = arg + 2;
-    size_t len = strcspn(name, "=");
-    char list[ERR_LEN / 2] = "";
-    int matches = 0;
-    for (int i = 0; i <= n; i++) {
-        const char *full = i < n ? args[i].name : "help";
-        if (len == 0 || strncmp(full, name, len) != 0)
-            continue;
-        size_t used = strlen(list);
-        snprintf(list + used, sizeof list - used, "%s--%s", matches ? ", " : "", full);
-        matches++;
-    }
-    if (matches > 1)
-        return err_set(err, "ambiguous option '--%.*s' (could be %s)", (int)(len < 64 ? len : 64),
-                       name, list);
+    const char *names[MAX_ROWS];
+    for (int i = 0; i < n && i < MAX_ROWS; i++)
+        names[i] = args[i].name;
+    if (err_ambiguous_option(arg + 2, names, n < MAX_ROWS ? n : MAX_ROWS, err))
+        return -1;
     return err_set(err, "unknown option '%.64s' (see dssgd data %s --help)", arg, cmd);
 }
 

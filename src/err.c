@@ -40,3 +40,22 @@ void *err_calloc(size_t count, size_t size)
         return NULL;
     return calloc(count, size);
 }
+
+int err_ambiguous_option(const char *name, const char *const *names, int n, char *err)
+{
+    size_t len = strcspn(name, "=");
+    char list[ERR_LEN / 2] = "";
+    int matches = 0;
+    for (int i = 0; i <= n; i++) {
+        const char *full = i < n ? names[i] : "help";
+        if (len == 0 || strncmp(full, name, len) != 0)
+            continue;
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s--%s", matches ? ", " : "", full);
+        matches++;
+    }
+    if (matches > 1)
+        return err_set(err, "ambiguous option '--%.*s' (could be %s)", (int)(len < 64 ? len : 64),
+                       name, list);
+    return 0;
+}
