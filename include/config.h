@@ -45,7 +45,8 @@ typedef struct {
     size_t shard_size;                /* 0 = equal share of the training set */
     double alpha;                     /* Dirichlet concentration */
     config_schedule schedule;
-    int local_steps;                  /* mini-batches between exchanges; 0 = a local epoch */
+    int local_steps;                  /* mini-batches between exchanges; 0 = a local epoch;
+                                         -1 = not given (config_local_steps) */
     int epochs;
     double lr;
     int batch;
@@ -61,7 +62,8 @@ typedef struct {
     /* aggregation of concurrent uploads */
     config_aggregate aggregate;
     double server_lr;                 /* eta_s: the server's step on an aggregate */
-    double server_momentum;           /* beta_s: momentum over mean's rounds and mix's turns */
+    double server_momentum;           /* beta_s: momentum over mean's rounds and mix's turns;
+                                         -1 = not given (config_server_momentum) */
     double staleness_exponent;        /* a: staleness weighs (1 + s - b)^-a; mix: (1 + c)^-a */
     int staleness_tolerance;          /* b: uploads at most b stale weigh in full */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
@@ -161,5 +163,17 @@ int config_participant_file(const config_t *c, int p, char *buf, size_t len);
 #define CONFIG_AUDIT_HOLDOUT 2000
 size_t config_audit_holdout(const config_t *c);
 const char *config_partition_name(dataset_partition p);
+
+/* The defaults that depend on the schedule (docs/DESIGN.md, Local steps):
+ * --local-steps K when given, else CONFIG_SYNC_LOCAL_STEPS for sync in
+ * mode dssgd (not with --select svt, whose epsilon is per epoch) and 0
+ * (once per local epoch, the paper's) otherwise; --server-momentum B when
+ * given, else CONFIG_SYNC_MOMENTUM for sync's mean rule with local steps
+ * and CONFIG_MOMENTUM otherwise. */
+#define CONFIG_SYNC_LOCAL_STEPS 5
+#define CONFIG_SYNC_MOMENTUM 0.9
+#define CONFIG_MOMENTUM 0.7
+int config_local_steps(const config_t *c);
+double config_server_momentum(const config_t *c);
 
 #endif

@@ -247,6 +247,44 @@ size_t config_audit_holdout(const config_t *c)
 }
 static int when_audit(const config_t *c) { return c->audit[0] != '\0'; }
 static int when_holdout(const config_t *c) { return config_audit_holdout(c) > 0; }
+
+int config_local_steps(const config_t *c)
+{
+    if (c->local_steps >= 0)
+        return c->local_steps;
+    return c->schedule == SCHEDULE_SYNC && c->mode == MODE_DSSGD && c->select != SELECT_SVT
+               ? CONFIG_SYNC_LOCAL_STEPS
+               : 0;
+}
+
+double config_server_momentum(const config_t *c)
+{
+    if (c->server_momentum >= 0)
+        return c->server_momentum;
+    return config_aggregate_rule(c) == AGGREGATE_MEAN && config_local_steps(c) > 0
+               ? CONFIG_SYNC_MOMENTUM
+               : CONFIG_MOMENTUM;
+}
+
+/* The values in force: what a checkpoint saves and a resume compares. */
+static const char *local_steps_text(const config_t *c)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%d", config_local_steps(c));
+    return buf;
+}
+static const char *momentum_saved(const config_t *c)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%.17g", config_server_momentum(c));
+    return buf;
+}
+static const char *momentum_shown(const config_t *c)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%g", config_server_momentum(c));
+    return buf;
+}
 /* The holdout in force: what decides the partition, so what a checkpoint
  * saves and a resume compares. */
 static const char *holdout_text(const config_t *c)
@@ -355,12 +393,14 @@ static const config_option options[] = {
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD,
      .section = "Run", .metavar = "S", .help = "round-robin | random | async | sync"},
     {.name = "local-steps", .kind = KIND_INT, FIELD(local_steps, int),
-     .imin = 0, .imax = 1000000, .def = 0,
-     .resume = RESUME_MUST_MATCH, .absent = "0", .print = PRINT_DSSGD,
+     .imin = 0, .imax = 1000000, .def = -1, /* -1 = not given, outside the range */
+     .resume = RESUME_MUST_MATCH, .absent = "0", .saved = local_steps_text,
+     .print = PRINT_DSSGD, .display = local_steps_text,
      .section = "Run", .metavar = "K",
      .help = "exchange after every K mini-batches: each epoch has\n"
              "ceil(batches per shard / K) downloads and uploads\n"
-             "per participant; 0 = once per local epoch (the paper)"},
+             "per participant; 0 = once per local epoch (the\n"
+             "paper's)", .help_default = "[5 for sync, else 0]"},
     {.name = "epochs", .kind = KIND_INT, FIELD(epochs, int),
      .imin = 1, .imax = 1000000, .def = 20,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
@@ -425,8 +465,10 @@ static const config_option options[] = {
      .resume = RESUME_MUST_MATCH, .absent = "1", .print = PRINT_DSSGD,
      .section = AGGREGATION, .metavar = "R", .help = "the server's step: w += R * aggregate (> 0)"},
     {.name = "server-momentum", .kind = KIND_DOUBLE, FIELD(server_momentum, double),
-     .min = 0, .max = 1, .max_open = 1, .def = 0.7,
-     .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD, .shown = when_momentum,
+     .min = 0, .max = 1, .max_open = 1, .def = -1, /* -1 = not given, outside the range */
+     .resume = RESUME_MUST_MATCH, .absent = "*", .saved = momentum_saved,
+     .print = PRINT_DSSGD, .shown = when_momentum, .display = momentum_shown,
+     .help_default = "[0.7; sync with local steps: 0.9]",
      .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
      .section = AGGREGATION, .metavar = "B",
      .help = "mean, mix: the server's momentum over sync rounds\n"

@@ -159,16 +159,17 @@ static int setup(run_state *st, char *err)
 
     /* --local-steps K: exchanges per epoch, set by the largest shard. */
     st->rounds = 1;
-    if (c->local_steps > 0) {
+    int local_steps = config_local_steps(c);
+    if (local_steps > 0) {
         size_t largest = 0;
         for (int p = 0; p < c->participants; p++)
             largest = st->shards.sizes[p] > largest ? st->shards.sizes[p] : largest;
         size_t batches = (largest + (size_t)c->batch - 1) / (size_t)c->batch;
-        size_t rounds = (batches + (size_t)c->local_steps - 1) / (size_t)c->local_steps;
+        size_t rounds = (batches + (size_t)local_steps - 1) / (size_t)local_steps;
         /* Turns number the messages (32 bits) and the MPI tags. */
         if (rounds > 1 && (uint64_t)rounds * (uint64_t)c->epochs >= INT32_MAX / 2)
             return err_set(err, "--local-steps %d: %zu exchanges per epoch over %d epochs "
-                           "is more than the protocol counts", c->local_steps, rounds,
+                           "is more than the protocol counts", local_steps, rounds,
                            c->epochs);
         st->rounds = rounds ? (uint32_t)rounds : 1;
     }
@@ -207,7 +208,7 @@ static int setup(run_state *st, char *err)
         st->ctx.model = &st->model;
         st->ctx.train = &st->train;
         st->ctx.batch = c->batch;
-        st->ctx.local_steps = c->local_steps;
+        st->ctx.local_steps = config_local_steps(c);
         st->ctx.rounds = st->rounds;
         st->ctx.lr = (float)c->lr;
         st->ctx.k_up = st->k_up;
@@ -1194,7 +1195,7 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
                       .gamma = (float)c->gamma, .download = c->download,
                       .stat_decay = c->stat_decay, .seed = c->seed,
                       .aggregate = config_aggregate_rule(c), .server_lr = (float)c->server_lr,
-                      .server_momentum = (float)c->server_momentum,
+                      .server_momentum = (float)config_server_momentum(c),
                       .staleness_exponent = c->staleness_exponent,
                       .staleness_tolerance = (uint32_t)c->staleness_tolerance,
                       .participants = (uint32_t)N};

@@ -653,6 +653,7 @@ static void flood_is_refused(config_schedule schedule, double theta_u)
     config_t c;
     small_config(&c);
     c.schedule = schedule;
+    c.local_steps = 0; /* one upload per participant and epoch, sync's included */
     c.epochs = 3;
     c.theta_u = theta_u;
     int victim_rank = 1 + 1 % (size - 1);
