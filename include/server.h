@@ -35,7 +35,8 @@ server_t *server_create(const server_opts *opts, const float *init);
 void server_free(server_t *s);
 
 const float *server_params(const server_t *s);
-const double *server_stat(const server_t *s);
+/* The update counters (n doubles); adds the pending ones first. */
+const double *server_stat(server_t *s);
 
 /* Packs the download for `participant` at `epoch` into buf (capacity
  * wire_size(n)): the k_down entries chosen by the criterion (all n when

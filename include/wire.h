@@ -178,15 +178,23 @@ wire_reason wire_check(const uint8_t *msg, size_t len, const wire_expect *expect
  * have been read, or if cap is 0). */
 size_t wire_read(wire_reader *rd, uint32_t *idx, size_t cap);
 
-/* The value of entry i (0..count-1, counted across wire_read calls). */
-static inline float wire_value(const wire_reader *rd, size_t i)
+/* The value of entry i of the values section at `values` (rd->values). A
+ * loop that stores through a uint8_t pointer reads rd->values once this
+ * way: a byte store might change *rd, the pointer in a local cannot. */
+static inline float wire_value_at(const uint8_t *values, size_t i)
 {
-    const uint8_t *p = rd->values + 4 * i;
+    const uint8_t *p = values + 4 * i;
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                  (uint32_t)p[3] << 24;
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+/* The value of entry i (0..count-1, counted across wire_read calls). */
+static inline float wire_value(const wire_reader *rd, size_t i)
+{
+    return wire_value_at(rd->values, i);
 }
 
 /* Reads just the header (for routing); WIRE_TRUNCATED if too short. */

@@ -6,6 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* stat_fold adds 8 counters a step with AVX-512 where the compiler targets
+ * it (-march=native on a recent x86), else one at a time. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VL__)
+#include <immintrin.h>
+#define STAT_FOLD_SIMD 1
+#endif
+
 #include "err.h"
 #include "rng.h"
 #include "select.h"
@@ -20,8 +28,10 @@ typedef struct {
 struct server {
     server_opts opts;
     float *w;            /* (n) global parameters */
-    double *stat;        /* (n) times each parameter was updated (decayed) */
-    uint32_t *idx;       /* (max(k_up, n)) scratch indices */
+    double *stat;        /* (n) times each parameter was updated (decayed), less pend */
+    uint8_t *pend;       /* (n) updates not yet added to stat (stat_fold) */
+    uint32_t pend_uploads; /* uploads applied since the last stat_fold: bounds pend */
+    uint32_t *idx;       /* (n + 16) scratch indices (stat_fold stores 8 at a time) */
     float *val;          /* (max(k_up, n)) scratch values */
     select_ws *sel;
     rng_t rng;           /* random downloads */
@@ -51,7 +61,8 @@ server_t *server_create(const server_opts *opts, const float *init)
     size_t n = opts->n;
     s->w = err_calloc(n, sizeof *s->w);
     s->stat = err_calloc(n, sizeof *s->stat);
-    s->idx = err_calloc(n, sizeof *s->idx);
+    s->pend = err_calloc(n, sizeof *s->pend);
+    s->idx = err_calloc(n + 16, sizeof *s->idx);
     s->val = err_calloc(n, sizeof *s->val);
     s->sel = select_ws_create(n);
     s->version = err_calloc(opts->participants ? opts->participants : 1, sizeof *s->version);
@@ -76,7 +87,7 @@ server_t *server_create(const server_opts *opts, const float *init)
     }
     if (momentum)
         s->velocity = err_calloc(n, sizeof *s->velocity);
-    if (!s->w || !s->stat || !s->idx || !s->val || !s->sel || !s->version ||
+    if (!s->w || !s->stat || !s->pend || !s->idx || !s->val || !s->sel || !s->version ||
         (mean && (!s->round_sum || !s->round_count)) || (momentum && !s->velocity)) {
         server_free(s);
         return NULL;
@@ -92,6 +103,7 @@ void server_free(server_t *s)
         return;
     free(s->w);
     free(s->stat);
+    free(s->pend);
     free(s->idx);
     free(s->val);
     select_ws_free(s->sel);
@@ -110,8 +122,107 @@ void server_free(server_t *s)
     free(s);
 }
 
+/* ---- stat: the update counters ---------------------------------------- */
+
+/* An upload adds 1 to a byte of pend for each of its entries (an eighth of
+ * the bytes of stat[j] += 1.0, so fewer lines, for the same bits): an
+ * upload carries an index at most once, so after at most 255 uploads, or
+ * before stat is read or decayed, pend is added to stat. Between decays
+ * every change to stat[j] is + 1.0, so a direct stat[j] += 1.0 (the mix
+ * rule's snapshot branch) gives the same bits in any order. */
+#define PEND_MAX UINT8_MAX
+
+/* x + 1.0, c times: at once while x is an integer below 2^52 (each sum is
+ * exact), else one by one (the same roundings). */
+static double add_ones(double x, unsigned c)
+{
+    if (x > -0x1p52 && x < 0x1p52 && x == (double)(int64_t)x)
+        return x + c;
+    for (; c > 0; c--)
+        x += 1.0;
+    return x;
+}
+
+/* The bit 8g + 7 of the result is set iff byte g of x is not 0. */
+static uint64_t nonzero_bytes(uint64_t x)
+{
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+    return (((x & low7) + low7) | x) & ~low7;
+}
+
+/* stat[j] = add_ones(stat[j], pend[j]) where pend[j] != 0, pend emptied. */
+static void fold_one(double *stat, uint8_t *pend, size_t j)
+{
+    stat[j] = add_ones(stat[j], pend[j]);
+    pend[j] = 0;
+}
+
+#ifdef STAT_FOLD_SIMD
+/* fold_one on each nonzero byte of pend[j..j+8), 8 lanes at a time where
+ * stat is an integer below 2^52 (add_ones' fast case). */
+static void fold_eight(double *stat, uint8_t *pend, size_t j)
+{
+    __m128i c8 = _mm_loadl_epi64((const __m128i *)(pend + j));
+    __mmask8 lanes = (__mmask8)_mm_test_epi8_mask(c8, c8);
+    __m512d add = _mm512_cvtepu64_pd(_mm512_cvtepu8_epi64(c8));
+    __m512d x = _mm512_loadu_pd(stat + j);
+    __mmask8 whole = _mm512_cmp_pd_mask(
+        x, _mm512_roundscale_pd(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), _CMP_EQ_OQ);
+    whole &= _mm512_cmp_pd_mask(_mm512_abs_pd(x), _mm512_set1_pd(0x1p52), _CMP_LT_OQ);
+    _mm512_mask_storeu_pd(stat + j, lanes & whole, _mm512_add_pd(x, add));
+    for (unsigned r = lanes & ~whole & 0xffu; r; r &= r - 1) { /* decayed: one by one */
+        size_t t = j + (unsigned)__builtin_ctz(r);
+        stat[t] = add_ones(stat[t], pend[t]);
+    }
+    memset(pend + j, 0, 8);
+}
+#endif
+
+/* stat[j] += 1.0 for each pending update. With AVX-512 the touched 8-byte
+ * words of pend are listed first, 64 bytes a step without a branch (after
+ * one upload of density 0.01 half the steps find some, at random), then
+ * folded 8 entries at a time; elsewhere the untouched words are skipped. */
+static void stat_fold(server_t *s)
+{
+    if (s->pend_uploads == 0)
+        return;
+    uint8_t *pend = s->pend;
+    double *stat = s->stat;
+    size_t n = s->opts.n, j0 = 0;
+#ifdef STAT_FOLD_SIMD
+    uint32_t *list = s->idx; /* touched words: at most n / 8, stored 8 at a time */
+    size_t k = 0;
+    __m256i at = _mm256_set_epi32(56, 48, 40, 32, 24, 16, 8, 0);
+    for (; j0 + 64 <= n; j0 += 64) {
+        __m512i v = _mm512_loadu_si512(pend + j0);
+        __mmask8 some = _mm512_test_epi64_mask(v, v); /* word w of the 8 is not 0 */
+        _mm256_storeu_si256((__m256i *)(list + k), _mm256_maskz_compress_epi32(some, at));
+        k += (size_t)__builtin_popcount(some);
+        at = _mm256_add_epi32(at, _mm256_set1_epi32(64));
+    }
+    for (size_t i = 0; i < k; i++)
+        fold_eight(stat, pend, list[i]);
+#endif
+    for (; j0 + 8 <= n; j0 += 8) {
+        uint64_t x;
+        memcpy(&x, pend + j0, sizeof x);
+        if (x == 0)
+            continue;
+        for (uint64_t some = nonzero_bytes(x); some; some &= some - 1)
+            fold_one(stat, pend, j0 + (size_t)__builtin_ctzll(some) / 8);
+    }
+    for (; j0 < n; j0++)
+        if (pend[j0])
+            fold_one(stat, pend, j0);
+    s->pend_uploads = 0;
+}
+
 const float *server_params(const server_t *s) { return s->w; }
-const double *server_stat(const server_t *s) { return s->stat; }
+const double *server_stat(server_t *s)
+{
+    stat_fold(s);
+    return s->stat;
+}
 uint64_t server_accepted(const server_t *s) { return s->accepted; }
 uint64_t server_rejected(const server_t *s) { return s->rejected; }
 uint64_t server_rejected_for(const server_t *s, wire_reason r) { return s->rejected_for[r]; }
@@ -206,6 +317,7 @@ size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, i
     if (full || s->opts.download == DOWNLOAD_ALL || s->opts.k_down >= n)
         return wire_pack_dense(buf, cap, &h, s->w); /* no index array: 4n bytes a turn */
     if (s->opts.download == DOWNLOAD_STAT) {
+        stat_fold(s);
         count = select_largest_f64(s->stat, n, s->opts.k_down, s->idx, s->sel);
     } else {
         count = select_random(n, s->opts.k_down, &s->rng, s->idx);
@@ -222,10 +334,14 @@ void server_count_rejection(server_t *s, wire_reason reason)
     s->rejected_for[reason < WIRE_REASONS ? reason : WIRE_TRUNCATED]++;
 }
 
-/* Indices decoded a block at a time. Small blocks let the decoding of one
- * overlap the scattered adds of the last (16 was the best of 8 to 256 on
- * the four uploads of bench --only apply, results/bench/README.md). */
-#define APPLY_BLOCK 16
+/* Indices decoded a block at a time, the next while this one's adds wait on
+ * their lines (wire_read decodes 32 bytes a step with AVX-512; 64 was the
+ * best of 32 to 256 on the uploads of bench --only apply). */
+#define APPLY_BLOCK 64
+/* From this many parameters on (w and pend past about 1.3 MB, a 2 MB L2's
+ * worth with the rest) the next block's lines are prefetched; below, the
+ * prefetches cost more than they save (results/bench/README.md). */
+#define APPLY_PREFETCH_N ((size_t)1 << 18)
 
 wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
                                 uint32_t participant, uint32_t epoch)
@@ -264,16 +380,22 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
      * arrays). */
     float *restrict w = s->w;
     double *restrict stat = s->stat;
+    uint8_t *restrict pend = s->pend;
+    const uint8_t *vs = rd.values;
+    if (s->pend_uploads == PEND_MAX)
+        stat_fold(s);
+    s->pend_uploads++;
+    const int far = s->opts.n >= APPLY_PREFETCH_N;
     uint32_t blk[2][APPLY_BLOCK];
     size_t at = 0, m = wire_read(&rd, blk[0], APPLY_BLOCK);
     for (int cur = 0; m > 0; cur ^= 1) {
-        /* Software pipelining: the next block is decoded, and its lines
-         * requested, while this block's are on their way. */
+        /* Software pipelining: the next block is decoded (and, far, its
+         * lines requested) while this block's are on their way. */
         const uint32_t *b = blk[cur];
         size_t next = wire_read(&rd, blk[cur ^ 1], APPLY_BLOCK);
-        for (size_t i = 0; i < next; i++) {
+        for (size_t i = 0; far && i < next; i++) {
             __builtin_prefetch(&w[blk[cur ^ 1][i]], 1);
-            __builtin_prefetch(&stat[blk[cur ^ 1][i]], 1);
+            __builtin_prefetch(&pend[blk[cur ^ 1][i]], 1);
         }
         if (snap) {
             /* FedAsync: w_j <- w_j + alpha (w_j at the download + v - w_j),
@@ -289,21 +411,21 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
             }
         } else if (s->in_round) {
             for (size_t i = 0; i < m; i++) {
-                s->round_sum[b[i]] += wire_value(&rd, at + i);
+                s->round_sum[b[i]] += wire_value_at(vs, at + i);
                 s->round_count[b[i]]++;
-                stat[b[i]] += 1.0;
+                pend[b[i]]++;
             }
         } else if (step == 1.0f && !s->in_turn) { /* the paper's rule, exactly */
             for (size_t i = 0; i < m; i++) {
-                w[b[i]] += wire_value(&rd, at + i);
-                stat[b[i]] += 1.0;
+                w[b[i]] += wire_value_at(vs, at + i);
+                pend[b[i]]++;
             }
         } else {
             for (size_t i = 0; i < m; i++) {
-                w[b[i]] += step * wire_value(&rd, at + i);
-                stat[b[i]] += 1.0;
+                w[b[i]] += step * wire_value_at(vs, at + i);
+                pend[b[i]]++;
                 if (s->in_turn) { /* without a snapshot: still counted for the turn */
-                    s->round_sum[b[i]] += step * wire_value(&rd, at + i);
+                    s->round_sum[b[i]] += step * wire_value_at(vs, at + i);
                     s->round_count[b[i]]++;
                 }
             }
@@ -373,9 +495,11 @@ void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_
 
 void server_end_epoch(server_t *s)
 {
-    if (s->opts.stat_decay != 1.0)
+    if (s->opts.stat_decay != 1.0) {
+        stat_fold(s);
         for (size_t i = 0; i < s->opts.n; i++)
             s->stat[i] *= s->opts.stat_decay;
+    }
 }
 
 void server_save(const server_t *s, uint64_t rng[RNG_STATE_WORDS], uint64_t counters[2])
@@ -397,6 +521,8 @@ int server_restore(server_t *s, const float *w, const double *stat,
     s->rng = r;
     memcpy(s->w, w, s->opts.n * sizeof *s->w);
     memcpy(s->stat, stat, s->opts.n * sizeof *s->stat);
+    memset(s->pend, 0, s->opts.n * sizeof *s->pend);
+    s->pend_uploads = 0;
     s->accepted = counters[0];
     s->rejected = counters[1];
     if (s->velocity) {

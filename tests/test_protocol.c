@@ -975,6 +975,68 @@ static void test_stat_download_sends_the_most_updated_entries(void **state)
     server_free(s);
 }
 
+/* The update counters equal stat[j] += 1.0 per entry, one add at a time,
+ * *= beta at each epoch's end, bit for bit, however the server batches the
+ * adds (an upload's counts wait in bytes, added after 255 uploads or when
+ * stat is read): over 700 uploads of random density, 320 of them in a row
+ * unread, and a stat download now and then, from counters that are
+ * integers, halves, -0, near 2^52 and past 2^53 (where + 1 rounds), with
+ * beta 1 and 0.9, n not a multiple of 8 or 64. */
+static void test_stat_counts_match_one_add_at_a_time(void **state)
+{
+    (void)state;
+    enum { N_STAT = 1003 };
+    const size_t n = N_STAT;
+    static uint8_t buf[WIRE_HEADER_BYTES + 8 * N_STAT + 15];
+    static uint32_t idx[N_STAT];
+    static float val[N_STAT], init[N_STAT];
+    static double ref[N_STAT];
+    const double betas[] = {1.0, 0.9};
+    for (size_t bi = 0; bi < sizeof betas / sizeof betas[0]; bi++) {
+        server_opts o = {.n = n, .k_up = n, .k_down = 50, .gamma = INFINITY,
+                         .download = DOWNLOAD_STAT, .stat_decay = betas[bi], .seed = 3};
+        server_t *s = server_create(&o, init);
+        assert_non_null(s);
+        for (size_t j = 0; j < n; j++) {
+            static const double starts[] = {0, 3, 0.5, -0.0, 0x1p52 - 300, 0x1p53 - 3, 1e300};
+            ref[j] = starts[j % (sizeof starts / sizeof starts[0])];
+        }
+        uint64_t rngw[RNG_STATE_WORDS], counters[2];
+        server_save(s, rngw, counters);
+        assert_int_equal(server_restore(s, init, ref, rngw, counters, NULL), 0);
+        rng_t rng;
+        rng_init(&rng, 23, bi + 1);
+        for (int u = 0; u < 700; u++) {
+            /* uploads 200..519 carry every entry and nothing reads stat:
+             * 320 adds wait, more than a byte holds */
+            int quiet = u >= 200 && u < 520;
+            double density = quiet ? 1.0 : (u % 5 == 0) ? 0.9 : 0.02 * (double)(1 + u % 7);
+            uint32_t count = 0;
+            for (uint32_t j = 0; j < n; j++)
+                if (rng_uniform(&rng) < density) {
+                    idx[count] = j;
+                    val[count++] = 0.01f;
+                    ref[j] += 1.0;
+                }
+            size_t len = pack_upload(buf, sizeof buf, 1, 2, (uint32_t)n, count, idx, val);
+            assert_int_equal(server_apply_upload(s, buf, len, 1, 2), WIRE_OK);
+            if (quiet)
+                continue;
+            if (u % 37 == 36)
+                assert_true(server_pack_download(s, 1, 2, 0, buf, sizeof buf) > 0);
+            if (u % 100 == 99) {
+                server_end_epoch(s);
+                for (size_t j = 0; j < n; j++)
+                    ref[j] *= betas[bi];
+            }
+            if (u % 150 == 149)
+                assert_memory_equal(server_stat(s), ref, sizeof ref);
+        }
+        assert_memory_equal(server_stat(s), ref, sizeof ref);
+        server_free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -986,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_server_adds_accepted_uploads_and_counts_updates),
         cmocka_unit_test(test_server_refuses_bad_uploads_without_any_change),
         cmocka_unit_test(test_stat_download_sends_the_most_updated_entries),
+        cmocka_unit_test(test_stat_counts_match_one_add_at_a_time),
         cmocka_unit_test(test_restore_keeps_the_privacy_ledger),
         cmocka_unit_test(test_mean_rule_averages_a_round_per_parameter),
         cmocka_unit_test(test_staleness_rule_weighs_by_uploads_applied_since_the_download),
