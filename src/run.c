@@ -402,8 +402,8 @@ static double score_local(run_state *st, int s, int how)
  * its scoring for the epoch's evaluation begins, and goes on batch by
  * batch while no command waits (score_while_idle). The figures are those
  * of scoring at the epoch's end: the model does not change before its next
- * turn, which comes after that evaluation (a second turn in one epoch,
- * under random, starts it over). */
+ * turn, which comes after that evaluation (any turn before it would start
+ * the scoring over: run_participant_step). */
 static void score_after_turn(run_state *st, int slot, int turn)
 {
     config_schedule sched = st->cfg->schedule;

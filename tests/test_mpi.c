@@ -142,6 +142,27 @@ static void test_local_steps_same_bits_whatever_the_rank_count(void **state)
     same_bits_with_local_steps(SCHEDULE_RANDOM, 0.1, 0, 0, 3);
 }
 
+/* Workers under round-robin and random score their participants batch by
+ * batch between commands (run.c, score_while_idle): with scorings of
+ * several batches (a sample of 700 and, at the last epoch, 1300 images, in
+ * batches of 500), and with 13 exchanges an epoch (scoring begins after
+ * the last), every figure is still that of one process scoring at the
+ * epoch's end. */
+static void test_scoring_between_turns_same_bits_whatever_the_rank_count(void **state)
+{
+    (void)state;
+    const config_schedule schedules[] = {SCHEDULE_ROUND_ROBIN, SCHEDULE_RANDOM};
+    for (int i = 0; i < 2; i++) {
+        config_t c;
+        small_config(&c);
+        c.schedule = schedules[i];
+        c.eval_size = 1300;
+        c.eval_participants = 700;
+        c.local_steps = i; /* random with 13 exchanges an epoch */
+        same_bits_config(&c);
+    }
+}
+
 /* A DP run is reproducible too: all its noise comes from the participants'
  * seeded streams, wherever they live. */
 static void test_svt_same_bits_whatever_the_rank_count(void **state)
@@ -734,6 +755,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_round_robin_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_random_schedule_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_sync_same_bits_whatever_the_rank_count),
+        cmocka_unit_test(test_scoring_between_turns_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_local_steps_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_svt_same_bits_whatever_the_rank_count),
         cmocka_unit_test(test_dpsgd_same_bits_whatever_the_rank_count),
