@@ -2,7 +2,7 @@
 #
 #   make              builds build/dssgd
 #   make unit         builds and runs the unit tests (no MPI, about 10 s)
-#   make check        the whole suite, what CI runs (about 17 minutes on 2 cores)
+#   make check        the whole suite, what CI runs (about 13 minutes on 2 cores)
 #   make demo         a real DSSGD training on Fashion-MNIST (about 15 s)
 #   make bench        every benchmark figure next to its reference (about 70 s; results/bench/README.md)
 #   make check-slurm  the SLURM job scripts on a one-node cluster (root)
