@@ -34,6 +34,11 @@ const char *dataset_default_dir(const char *name);
  * agree in count and that every label is in range. */
 int dataset_load(const char *dir, int train, dataset_t *out, char *err);
 
+/* The same without the pixels: every field but x (NULL), from the labels
+ * and the images' header, for a rank that draws the shards but trains on
+ * nothing (the pixels are neither read nor checked). */
+int dataset_load_labels(const char *dir, int train, dataset_t *out, char *err);
+
 void dataset_free(dataset_t *ds);
 
 /* The data files dataset_load reads from dir (the training and test

@@ -24,6 +24,10 @@ typedef struct {
  * file; `out` is then empty. Free with idx_free. */
 int idx_read(const char *path, int expect_dims, idx_array *out, char *err);
 
+/* Reads only the header of such a file: ndims, dims and size, data NULL
+ * (the payload is neither read nor checked). */
+int idx_read_header(const char *path, int expect_dims, idx_array *out, char *err);
+
 /* Writes an unsigned-byte IDX file; gzip when `gzip` is nonzero (for tests
  * and tools). */
 int idx_write(const char *path, const idx_array *array, int gzip, char *err);

@@ -42,7 +42,7 @@ int dataset_files(const char *dir, char paths[4][DATASET_PATH_LEN])
     return found;
 }
 
-int dataset_load(const char *dir, int train, dataset_t *out, char *err)
+static int load(const char *dir, int train, int pixels, dataset_t *out, char *err)
 {
     memset(out, 0, sizeof *out);
     const char *prefix = train ? "train" : "t10k";
@@ -55,7 +55,9 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err)
         return -1;
 
     idx_array images = {0}, labels = {0};
-    if (idx_read(images_path, 3, &images, err) || idx_read(labels_path, 1, &labels, err))
+    if ((pixels ? idx_read(images_path, 3, &images, err)
+                : idx_read_header(images_path, 3, &images, err)) ||
+        idx_read(labels_path, 1, &labels, err))
         goto fail;
     if (images.dims[0] != labels.dims[0]) {
         err_set(err, "%s has %u images but %s has %u labels", images_path, images.dims[0],
@@ -75,13 +77,15 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err)
     out->cols = (int)images.dims[2];
     out->dim = (size_t)out->rows * out->cols;
     out->classes = DATASET_IDX_CLASSES;
-    out->x = err_calloc(images.size, sizeof *out->x);
-    if (!out->x) {
-        err_set(err, "%s: out of memory for %zu pixels", images_path, images.size);
-        goto fail;
+    if (pixels) {
+        out->x = err_calloc(images.size, sizeof *out->x);
+        if (!out->x) {
+            err_set(err, "%s: out of memory for %zu pixels", images_path, images.size);
+            goto fail;
+        }
+        for (size_t i = 0; i < images.size; i++)
+            out->x[i] = (float)images.data[i] / 255.0f; /* correctly rounded, as numpy's */
     }
-    for (size_t i = 0; i < images.size; i++)
-        out->x[i] = (float)images.data[i] / 255.0f; /* correctly rounded, as numpy's */
     out->y = labels.data; /* take ownership */
     labels.data = NULL;
     idx_free(&images);
@@ -91,6 +95,16 @@ fail:
     idx_free(&labels);
     dataset_free(out);
     return -1;
+}
+
+int dataset_load(const char *dir, int train, dataset_t *out, char *err)
+{
+    return load(dir, train, 1, out, err);
+}
+
+int dataset_load_labels(const char *dir, int train, dataset_t *out, char *err)
+{
+    return load(dir, train, 0, out, err);
 }
 
 void dataset_free(dataset_t *ds)

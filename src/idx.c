@@ -178,12 +178,11 @@ fail:
     return -1;
 }
 
-int idx_read(const char *path, int expect_dims, idx_array *out, char *err)
+/* Opens path for reading as IDX (plain or gzip) and reads its header into
+ * a; the caller closes *gz (gzclose_r). */
+static int open_idx(const char *path, int expect_dims, gzFile *gz, struct stat *st,
+                    idx_array *a, size_t *header_len, char *err)
 {
-    if (out)
-        memset(out, 0, sizeof *out);
-    if (!path || !out)
-        return err_set(err, "idx_read: NULL argument");
     if (expect_dims < 0 || expect_dims > IDX_MAX_DIMS)
         return err_set(err, "%s: invalid expected dimension count %d", path, expect_dims);
 
@@ -193,24 +192,37 @@ int idx_read(const char *path, int expect_dims, idx_array *out, char *err)
     int fd = paths_open_input(path, NULL, err);
     if (fd < 0)
         return -1;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         int e = errno;
         close(fd);
         return err_set(err, "%s: cannot open: %s", path, strerror(e));
     }
-    gzFile gz = gzdopen(fd, "rb");
-    if (!gz) {
+    *gz = gzdopen(fd, "rb");
+    if (!*gz) {
         close(fd);
         return err_set(err, "%s: cannot open: out of memory", path);
     }
-    gzbuffer(gz, 128 * 1024); /* fewer system calls than the 8 KiB default */
+    gzbuffer(*gz, 128 * 1024); /* fewer system calls than the 8 KiB default */
+    if (read_header(*gz, path, expect_dims, a, header_len, err) != 0) {
+        gzclose_r(*gz);
+        return -1;
+    }
+    return 0;
+}
 
+int idx_read(const char *path, int expect_dims, idx_array *out, char *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!path || !out)
+        return err_set(err, "idx_read: NULL argument");
+    gzFile gz;
+    struct stat st;
     idx_array a = { 0 };
     size_t header_len = 0;
+    if (open_idx(path, expect_dims, &gz, &st, &a, &header_len, err) != 0)
+        return -1;
     int rc = -1;
-    if (read_header(gz, path, expect_dims, &a, &header_len, err) != 0)
-        goto done;
     /* A plain regular file must be exactly header + payload: say so before
      * allocating anything. */
     if (gzdirect(gz) && S_ISREG(st.st_mode)) {
@@ -234,6 +246,21 @@ int idx_read(const char *path, int expect_dims, idx_array *out, char *err)
 done:
     gzclose_r(gz);
     return rc;
+}
+
+int idx_read_header(const char *path, int expect_dims, idx_array *out, char *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!path || !out)
+        return err_set(err, "idx_read_header: NULL argument");
+    gzFile gz;
+    struct stat st;
+    size_t header_len = 0;
+    if (open_idx(path, expect_dims, &gz, &st, out, &header_len, err) != 0)
+        return -1;
+    gzclose_r(gz);
+    return 0;
 }
 
 /* Writes len bytes; gzwrite returns 0 on error. */

@@ -197,6 +197,33 @@ static void test_load_gzip_gives_same_as_plain(void **state)
     }
 }
 
+/* Without the pixels: the same count, shape, classes and labels as the
+ * full load (gzip and plain), x NULL; the labels are still checked. */
+static void test_load_labels_only_gives_all_but_the_pixels(void **state)
+{
+    (void)state;
+    char dir[256];
+    make_subdir(dir, sizeof dir, "labels");
+    write_split(dir, "train", NULL, SYN_COUNT, 1);
+    write_split(dir, "t10k", NULL, SYN_COUNT, 0);
+    char err[ERR_LEN] = "";
+    for (int train = 0; train < 2; train++) {
+        dataset_t all, labels;
+        if (dataset_load(dir, train, &all, err) || dataset_load_labels(dir, train, &labels, err))
+            fail_msg("%s", err);
+        assert_null(labels.x);
+        assert_int_equal(labels.count, all.count);
+        assert_int_equal(labels.dim, all.dim);
+        assert_int_equal(labels.rows, all.rows);
+        assert_int_equal(labels.cols, all.cols);
+        assert_int_equal(labels.channels, all.channels);
+        assert_int_equal(labels.classes, all.classes);
+        assert_memory_equal(labels.y, all.y, all.count);
+        dataset_free(&all);
+        dataset_free(&labels);
+    }
+}
+
 static void test_load_test_split_reads_t10k_files(void **state)
 {
     (void)state;
@@ -751,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_load_plain_gives_shape_pixels_and_labels),
         cmocka_unit_test(test_load_pixels_are_exactly_byte_over_255),
         cmocka_unit_test(test_load_gzip_gives_same_as_plain),
+        cmocka_unit_test(test_load_labels_only_gives_all_but_the_pixels),
         cmocka_unit_test(test_load_test_split_reads_t10k_files),
         cmocka_unit_test(test_load_refuses_missing_files_naming_dir_and_file),
         cmocka_unit_test(test_load_refuses_count_mismatch),
