@@ -103,6 +103,9 @@ typedef struct {
     const char *applies; /* where shown is true, for that warning (NULL: shown is true
                             whenever the option is set) */
     const char *(*display)(const config_t *c);    /* printed value (NULL = the field's) */
+    /* numbers whose default depends on other options: the value in force,
+     * saved and shown in place of the field's (NULL = the field's) */
+    double (*in_force)(const config_t *c);
     const char *unit;                             /* printed after the value */
 } config_option;
 
@@ -266,33 +269,10 @@ double config_server_momentum(const config_t *c)
                : CONFIG_MOMENTUM;
 }
 
-/* The values in force: what a checkpoint saves and a resume compares. */
-static const char *local_steps_text(const config_t *c)
-{
-    static char buf[32];
-    snprintf(buf, sizeof buf, "%d", config_local_steps(c));
-    return buf;
-}
-static const char *momentum_saved(const config_t *c)
-{
-    static char buf[32];
-    snprintf(buf, sizeof buf, "%.17g", config_server_momentum(c));
-    return buf;
-}
-static const char *momentum_shown(const config_t *c)
-{
-    static char buf[32];
-    snprintf(buf, sizeof buf, "%g", config_server_momentum(c));
-    return buf;
-}
-/* The holdout in force: what decides the partition, so what a checkpoint
- * saves and a resume compares. */
-static const char *holdout_text(const config_t *c)
-{
-    static char buf[32];
-    snprintf(buf, sizeof buf, "%zu", config_audit_holdout(c));
-    return buf;
-}
+/* The values in force, saved and shown (config_option.in_force): what a
+ * checkpoint keeps and a resume compares. */
+static double local_steps_in_force(const config_t *c) { return config_local_steps(c); }
+static double holdout_in_force(const config_t *c) { return (double)config_audit_holdout(c); }
 
 static const char USAGE_HEAD[] =
     "usage: dssgd train [options]      (run under mpirun: rank 0 is the server)\n"
@@ -394,8 +374,8 @@ static const config_option options[] = {
      .section = "Run", .metavar = "S", .help = "round-robin | random | async | sync"},
     {.name = "local-steps", .kind = KIND_INT, FIELD(local_steps, int),
      .imin = 0, .imax = 1000000, .def = -1, /* -1 = not given, outside the range */
-     .resume = RESUME_MUST_MATCH, .absent = "0", .saved = local_steps_text,
-     .print = PRINT_DSSGD, .display = local_steps_text,
+     .resume = RESUME_MUST_MATCH, .absent = "0", .in_force = local_steps_in_force,
+     .print = PRINT_DSSGD,
      .section = "Run", .metavar = "K",
      .help = "exchange after every K mini-batches: each epoch has\n"
              "ceil(batches per shard / K) downloads and uploads\n"
@@ -466,8 +446,8 @@ static const config_option options[] = {
      .section = AGGREGATION, .metavar = "R", .help = "the server's step: w += R * aggregate (> 0)"},
     {.name = "server-momentum", .kind = KIND_DOUBLE, FIELD(server_momentum, double),
      .min = 0, .max = 1, .max_open = 1, .def = -1, /* -1 = not given, outside the range */
-     .resume = RESUME_MUST_MATCH, .absent = "*", .saved = momentum_saved,
-     .print = PRINT_DSSGD, .shown = when_momentum, .display = momentum_shown,
+     .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = config_server_momentum,
+     .print = PRINT_DSSGD, .shown = when_momentum,
      .help_default = "[0.7; sync with local steps: 0.9]",
      .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
      .section = AGGREGATION, .metavar = "B",
@@ -597,8 +577,8 @@ static const config_option options[] = {
      .section = AUDIT, .metavar = "K", .help = "audit every K epochs, and always the last"},
     {.name = "audit-holdout", .kind = KIND_SIZE, FIELD(audit_holdout, size_t),
      .imin = 1, .imax = 1LL << 31, .def = 0, /* 0 = not given, outside the range */
-     .resume = RESUME_MUST_MATCH, .absent = "0", .saved = holdout_text,
-     .print = PRINT_LAST, .shown = when_holdout, .display = holdout_text,
+     .resume = RESUME_MUST_MATCH, .absent = "0", .in_force = holdout_in_force,
+     .print = PRINT_LAST, .shown = when_holdout,
      .section = AUDIT, .metavar = "N",
      .help = "training records withheld from every shard as the\n"
              "audit's non-members (given without --audit: the same\n"
@@ -772,6 +752,14 @@ static const char *value_text(const config_option *o, const config_t *c, int sav
 {
     if (saved && o->saved)
         return o->saved(c);
+    if (o->in_force) { /* numbers exact to 2^53 */
+        double v = o->in_force(c);
+        if (o->kind == KIND_DOUBLE)
+            snprintf(buf, VALUE_LEN, saved ? "%.17g" : "%g", v);
+        else
+            snprintf(buf, VALUE_LEN, "%.0f", v);
+        return buf;
+    }
     const void *f = cfield_of(c, o);
     switch (o->kind) {
     case KIND_INT: snprintf(buf, VALUE_LEN, "%d", *(const int *)f); return buf;

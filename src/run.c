@@ -208,7 +208,7 @@ static int setup(run_state *st, char *err)
         st->ctx.model = &st->model;
         st->ctx.train = &st->train;
         st->ctx.batch = c->batch;
-        st->ctx.local_steps = config_local_steps(c);
+        st->ctx.local_steps = local_steps;
         st->ctx.rounds = st->rounds;
         st->ctx.lr = (float)c->lr;
         st->ctx.k_up = st->k_up;
