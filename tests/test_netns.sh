@@ -96,20 +96,25 @@ for i in 1 2 3; do
 done
 # Stands in for ssh: "agent HOST WORDS..." runs the words as a shell command
 # line in HOST's namespace, under HOST's name; Open MPI's session files go
-# to the test's directory.
+# to the test's directory, one per job (NETNS_JOB) for jobs that run at
+# once: Open MPI makes its session directory (ompi.HOST.UID) with a check
+# then a mkdir, and two jobs starting together on a host can race there.
 cat > agent <<EOF
 #!/bin/sh
 host=\$1
 shift
-export TMPDIR=$tmp/\$host
+export TMPDIR=$tmp/\$host\${NETNS_JOB:+/\$NETNS_JOB}
+mkdir -p "\$TMPDIR"
 exec ip netns exec "$P\$host" unshare --uts -- sh -c 'hostname "\$0" && eval "exec \$1"' "\$host" "\$*"
 EOF
 chmod +x agent
-# mpi HOSTS ARGS...: mpirun from h1 with one rank per host.
+# mpi HOSTS ARGS...: mpirun from h1 with one rank per host (NETNS_JOB set:
+# session files of their own, see agent).
 mpi() {
-  local hostlist=$1
+  local hostlist=$1 dir=$tmp/h1${NETNS_JOB:+/$NETNS_JOB}
   shift
-  TMPDIR=$tmp/h1 ip netns exec "${P}h1" unshare --uts -- sh -c 'hostname h1 && exec "$@"' sh \
+  mkdir -p "$dir"
+  TMPDIR=$dir ip netns exec "${P}h1" unshare --uts -- sh -c 'hostname h1 && exec "$@"' sh \
     mpirun --host "$hostlist" -np $(($(tr -cd , <<< "$hostlist" | wc -c) + 1)) --bind-to none \
     --mca plm_rsh_agent "$tmp/agent" --mca plm_rsh_no_tree_spawn 1 \
     --mca btl tcp,self --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
@@ -181,7 +186,7 @@ for s in "${cuts[@]}" frozen; do
   [[ $s == frozen ]] && hostlist=h1,h2
   sched=$s
   [[ $s == frozen ]] && sched=round-robin
-  mpi "$hostlist" --output-filename "$tmp/out-$s" "$bin" train "${cfg[@]}" --schedule "$sched" \
+  NETNS_JOB=$s mpi "$hostlist" --output-filename "$tmp/out-$s" "$bin" train "${cfg[@]}" --schedule "$sched" \
     --epochs 1000000 --checkpoint "$tmp/$s.h5" --checkpoint-every 1 --metrics "$tmp/$s.csv" \
     --rank-timeout $R > "$s.log" 2>&1 &
   job[$s]=$!
