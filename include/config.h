@@ -64,6 +64,8 @@ typedef struct {
     double server_lr;                 /* eta_s: the server's step on an aggregate */
     double server_momentum;           /* beta_s: momentum over mean's rounds and mix's turns;
                                          -1 = not given (config_server_momentum) */
+    int momentum_warmup;              /* epochs before the server momentum starts;
+                                         -1 = not given (config_momentum_warmup) */
     double staleness_exponent;        /* a: staleness weighs (1 + s - b)^-a; mix: (1 + c)^-a */
     int staleness_tolerance;          /* b: uploads at most b stale weigh in full */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
@@ -175,5 +177,12 @@ const char *config_partition_name(dataset_partition p);
 #define CONFIG_MOMENTUM 0.7
 int config_local_steps(const config_t *c);
 double config_server_momentum(const config_t *c);
+
+/* --momentum-warmup W when given, else CONFIG_MIX_MOMENTUM_WARMUP for the
+ * mix rule (async) and 0 otherwise: the first W epochs' changes neither
+ * move the model by the server momentum nor feed it (docs/DESIGN.md,
+ * Aggregation). */
+#define CONFIG_MIX_MOMENTUM_WARMUP 1
+int config_momentum_warmup(const config_t *c);
 
 #endif

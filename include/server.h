@@ -89,6 +89,11 @@ void server_round_end(server_t *s);
  * rules: nothing. Returns 0, or -1 when out of memory. */
 int server_async_begin(server_t *s, uint32_t inflight);
 
+/* While held (a momentum warm-up), rounds and turns end as without a
+ * momentum, and the velocity u is neither applied nor fed: it stays zero
+ * from the start of a run, so the first changes after the hold start it. */
+void server_hold_momentum(server_t *s, int held);
+
 /* Staleness of the uploads applied so far: their count, sum and largest. */
 void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_t *max);
 

@@ -269,10 +269,18 @@ double config_server_momentum(const config_t *c)
                : CONFIG_MOMENTUM;
 }
 
+int config_momentum_warmup(const config_t *c)
+{
+    if (c->momentum_warmup >= 0)
+        return c->momentum_warmup;
+    return config_aggregate_rule(c) == AGGREGATE_MIX ? CONFIG_MIX_MOMENTUM_WARMUP : 0;
+}
+
 /* The values in force, saved and shown (config_option.in_force): what a
  * checkpoint keeps and a resume compares. */
 static double local_steps_in_force(const config_t *c) { return config_local_steps(c); }
 static double holdout_in_force(const config_t *c) { return (double)config_audit_holdout(c); }
+static double warmup_in_force(const config_t *c) { return config_momentum_warmup(c); }
 
 static const char USAGE_HEAD[] =
     "usage: dssgd train [options]      (run under mpirun: rank 0 is the server)\n"
@@ -454,6 +462,18 @@ static const config_option options[] = {
      .help = "mean, mix: the server's momentum over sync rounds\n"
              "or async turns, [0, 1) (u <- B u + mean, w += R u;\n"
              "0 = none)"},
+    {.name = "momentum-warmup", .kind = KIND_INT, FIELD(momentum_warmup, int),
+     .imin = 0, .imax = 1000000, .def = -1, /* -1 = not given, outside the range */
+     /* "*": a checkpoint is written after an epoch, and the warm-up of
+      * one epoch (the first default) is over by then */
+     .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = warmup_in_force,
+     .print = PRINT_DSSGD, .shown = when_momentum,
+     .help_default = "[1 for mix, else 0]",
+     .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
+     .section = AGGREGATION, .metavar = "W",
+     .help = "mean, mix: the server momentum starts after\n"
+             "epoch W: the first W epochs' changes neither feed\n"
+             "it nor are added by it (>= 0)"},
     {.name = "staleness-exponent", .kind = KIND_DOUBLE, FIELD(staleness_exponent, double),
      .min = 0, .max = 10, .def = 1.0,
      .resume = RESUME_MUST_MATCH, .absent = "*", .print = PRINT_DSSGD,

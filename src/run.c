@@ -1155,6 +1155,7 @@ static void run_epoch(run_state *st, int epoch, int *order)
         schedule_standalone(st);
         return;
     }
+    server_hold_momentum(st->server, epoch <= config_momentum_warmup(c));
     for (uint32_t r = 0; r < st->rounds; r++) {
         int turn = (epoch - 1) * (int)st->rounds + (int)r + 1;
         for (int p = 0; p < N; p++)

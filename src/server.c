@@ -42,6 +42,7 @@ struct server {
     double *round_sum;   /* (n) mean: the round's sums; mix: the turn's changes */
     uint32_t *round_count; /* (n) mean, mix: the round's (turn's) uploads of each entry */
     float *velocity;     /* (n) mean and mix rules with a momentum only */
+    int momentum_held;   /* server_hold_momentum: rounds and turns leave u alone */
     /* mix rule, inside an async turn (server_async_begin .. server_round_end) */
     int in_turn;
     double *mix_weight;  /* (N + 1) eta_s (1 + c)^-a for c = 0..N */
@@ -447,7 +448,7 @@ static void mix_turn_end(server_t *s)
 {
     double beta = s->opts.server_momentum;
     for (size_t j = 0; j < s->opts.n; j++) {
-        if (s->velocity) {
+        if (s->velocity && !s->momentum_held) {
             double add = beta * s->velocity[j];
             s->w[j] = (float)(s->w[j] + add);
             s->velocity[j] = (float)(add + s->round_sum[j]);
@@ -467,7 +468,7 @@ void server_round_end(server_t *s)
     if (!s->in_round)
         return;
     double lr = s->opts.server_lr, beta = s->opts.server_momentum;
-    if (s->velocity) {
+    if (s->velocity && !s->momentum_held) {
         for (size_t j = 0; j < s->opts.n; j++) {
             double mean = s->round_count[j] ? s->round_sum[j] / s->round_count[j] : 0;
             s->velocity[j] = (float)(beta * s->velocity[j] + mean);
@@ -485,6 +486,8 @@ void server_round_end(server_t *s)
     }
     s->in_round = 0;
 }
+
+void server_hold_momentum(server_t *s, int held) { s->momentum_held = held != 0; }
 
 void server_staleness(const server_t *s, uint64_t *count, uint64_t *sum, uint64_t *max)
 {

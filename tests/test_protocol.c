@@ -601,6 +601,52 @@ static void test_mix_rule_adds_the_momentum_at_the_end_of_a_turn(void **state)
     server_free(s);
 }
 
+/* The momentum warm-up: while held, turns and rounds end as without a
+ * momentum and u stays zero; the first turn after the hold starts u from
+ * its own change alone. The same for the mean rule's rounds. */
+static void test_held_momentum_neither_moves_nor_is_fed(void **state)
+{
+    (void)state;
+    server_t *s = mix_server(1.0f, 1.0, 0.5f);
+    const float *w = server_params(s);
+    server_hold_momentum(s, 1);
+    assert_int_equal(server_async_begin(s, 2), 0);
+    download(s, 0);
+    upload(s, 0, 1, (uint32_t[]){0}, (float[]){2.0f});
+    server_round_end(s); /* held: w[0] 2, u[0] stays 0 */
+    assert_true(w[0] == 2.0f && server_velocity(s)[0] == 0.0f);
+    server_hold_momentum(s, 0);
+    assert_int_equal(server_async_begin(s, 2), 0);
+    download(s, 0);
+    upload(s, 0, 1, (uint32_t[]){0}, (float[]){1.0f});
+    server_round_end(s); /* 3 + 0.5 * 0, u[0] = 1: the first turn's 2 is not in it */
+    assert_true(w[0] == 3.0f && server_velocity(s)[0] == 1.0f);
+    assert_int_equal(server_async_begin(s, 2), 0);
+    server_round_end(s); /* 3 + 0.5 * 1 */
+    assert_true(w[0] == 3.5f && server_velocity(s)[0] == 0.5f);
+    server_free(s);
+
+    float init[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    server_opts o = {.n = 10, .k_up = 3, .k_down = 10, .gamma = INFINITY,
+                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3,
+                     .aggregate = AGGREGATE_MEAN, .server_lr = 1.0f, .server_momentum = 0.5f,
+                     .participants = 4};
+    s = server_create(&o, init);
+    w = server_params(s);
+    server_hold_momentum(s, 1);
+    server_round_begin(s);
+    upload(s, 0, 1, (uint32_t[]){1}, (float[]){2.0f});
+    upload(s, 1, 1, (uint32_t[]){1}, (float[]){4.0f});
+    server_round_end(s); /* held: 1 + mean 3, u stays 0 */
+    assert_true(w[1] == 4.0f && server_velocity(s)[1] == 0.0f);
+    server_hold_momentum(s, 0);
+    server_round_begin(s);
+    upload(s, 0, 1, (uint32_t[]){1}, (float[]){2.0f});
+    server_round_end(s); /* u = 0.5 * 0 + 2, w 4 + 2 */
+    assert_true(w[1] == 6.0f && server_velocity(s)[1] == 2.0f);
+    server_free(s);
+}
+
 /* Against a plain reference on 1000 parameters: sparse uploads of every
  * encoding, all made from one state, end at the per-parameter mean of
  * those that carried each entry (untouched entries keep their bits); then
@@ -1056,6 +1102,7 @@ int main(void)
         cmocka_unit_test(test_mix_rule_ends_a_wave_at_its_per_parameter_mean),
         cmocka_unit_test(test_mix_rule_counts_each_parameters_uploads_since_the_download),
         cmocka_unit_test(test_mix_rule_adds_the_momentum_at_the_end_of_a_turn),
+        cmocka_unit_test(test_held_momentum_neither_moves_nor_is_fed),
         cmocka_unit_test(test_mix_rule_matches_the_mean_and_the_sum_it_generalises),
         cmocka_unit_test(test_sum_rule_is_the_papers),
         cmocka_unit_test(test_server_refuses_an_upload_bad_only_at_its_end),
