@@ -178,11 +178,11 @@ const char *config_partition_name(dataset_partition p);
 int config_local_steps(const config_t *c);
 double config_server_momentum(const config_t *c);
 
-/* --momentum-warmup W when given, else CONFIG_MIX_MOMENTUM_WARMUP for the
- * mix rule (async) and 0 otherwise: the first W epochs' changes neither
- * move the model by the server momentum nor feed it (docs/DESIGN.md,
- * Aggregation). */
-#define CONFIG_MIX_MOMENTUM_WARMUP 1
+/* --momentum-warmup W when given, else CONFIG_MOMENTUM_WARMUP for the
+ * rules with a server momentum (mean, mix) and 0 otherwise: the first W
+ * epochs' changes neither move the model by the server momentum nor feed
+ * it (docs/DESIGN.md, Aggregation). */
+#define CONFIG_MOMENTUM_WARMUP 1
 int config_momentum_warmup(const config_t *c);
 
 #endif

@@ -273,7 +273,7 @@ int config_momentum_warmup(const config_t *c)
 {
     if (c->momentum_warmup >= 0)
         return c->momentum_warmup;
-    return config_aggregate_rule(c) == AGGREGATE_MIX ? CONFIG_MIX_MOMENTUM_WARMUP : 0;
+    return when_momentum(c) ? CONFIG_MOMENTUM_WARMUP : 0;
 }
 
 /* The values in force, saved and shown (config_option.in_force): what a
@@ -468,7 +468,7 @@ static const config_option options[] = {
       * one epoch (the first default) is over by then */
      .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = warmup_in_force,
      .print = PRINT_DSSGD, .shown = when_momentum,
-     .help_default = "[1 for mix, else 0]",
+     .help_default = "[1]",
      .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
      .section = AGGREGATION, .metavar = "W",
      .help = "mean, mix: the server momentum starts after\n"
