@@ -69,6 +69,7 @@ typedef struct {
     double staleness_exponent;        /* a: staleness weighs (1 + s - b)^-a; mix: (1 + c)^-a */
     int staleness_tolerance;          /* b: uploads at most b stale weigh in full */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
+    int ranks;                        /* the run's MPI ranks (run_train sets it; not an option) */
     /* privacy (--select svt) */
     double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */
     double dp_max_epsilon;            /* cumulative cap per participant, svt or DP-SGD;
@@ -166,12 +167,18 @@ int config_participant_file(const config_t *c, int p, char *buf, size_t len);
 size_t config_audit_holdout(const config_t *c);
 const char *config_partition_name(dataset_partition p);
 
+/* Whether async has every participant in flight at once: simulated with
+ * S >= participants, or with at least a worker rank per participant.
+ * Every turn's downloads then come from one state, as in sync. */
+int config_async_all_in_flight(const config_t *c);
+
 /* The defaults that depend on the schedule (docs/DESIGN.md, Local steps):
- * --local-steps K when given, else CONFIG_SYNC_LOCAL_STEPS for sync in
- * mode dssgd (not with --select svt, whose epsilon is per epoch) and 0
- * (once per local epoch, the paper's) otherwise; --server-momentum B when
- * given, else CONFIG_SYNC_MOMENTUM for sync's mean rule with local steps
- * and CONFIG_MOMENTUM otherwise. */
+ * --local-steps K when given, else CONFIG_SYNC_LOCAL_STEPS for sync, and
+ * for async with every participant in flight, in mode dssgd (not with
+ * --select svt, whose epsilon is per epoch) and 0 (once per local epoch,
+ * the paper's) otherwise; --server-momentum B when given, else
+ * CONFIG_SYNC_MOMENTUM for those two with local steps and
+ * CONFIG_MOMENTUM otherwise. */
 #define CONFIG_SYNC_LOCAL_STEPS 5
 #define CONFIG_SYNC_MOMENTUM 0.9
 #define CONFIG_MOMENTUM 0.7

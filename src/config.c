@@ -251,11 +251,27 @@ size_t config_audit_holdout(const config_t *c)
 static int when_audit(const config_t *c) { return c->audit[0] != '\0'; }
 static int when_holdout(const config_t *c) { return config_audit_holdout(c) > 0; }
 
+int config_async_all_in_flight(const config_t *c)
+{
+    if (c->schedule != SCHEDULE_ASYNC)
+        return 0;
+    if (c->simulate_staleness > 0)
+        return c->simulate_staleness >= c->participants;
+    return c->ranks - 1 >= c->participants; /* a participant per worker, or more workers */
+}
+
+/* Sync, and async with every participant in flight, which is sync with
+ * the uploads mixed in as they come: rounds from one state. */
+static int sync_like(const config_t *c)
+{
+    return c->schedule == SCHEDULE_SYNC || config_async_all_in_flight(c);
+}
+
 int config_local_steps(const config_t *c)
 {
     if (c->local_steps >= 0)
         return c->local_steps;
-    return c->schedule == SCHEDULE_SYNC && c->mode == MODE_DSSGD && c->select != SELECT_SVT
+    return sync_like(c) && c->mode == MODE_DSSGD && c->select != SELECT_SVT
                ? CONFIG_SYNC_LOCAL_STEPS
                : 0;
 }
@@ -264,9 +280,8 @@ double config_server_momentum(const config_t *c)
 {
     if (c->server_momentum >= 0)
         return c->server_momentum;
-    return config_aggregate_rule(c) == AGGREGATE_MEAN && config_local_steps(c) > 0
-               ? CONFIG_SYNC_MOMENTUM
-               : CONFIG_MOMENTUM;
+    return sync_like(c) && when_momentum(c) && config_local_steps(c) > 0 ? CONFIG_SYNC_MOMENTUM
+                                                                         : CONFIG_MOMENTUM;
 }
 
 int config_momentum_warmup(const config_t *c)
@@ -388,7 +403,8 @@ static const config_option options[] = {
      .help = "exchange after every K mini-batches: each epoch has\n"
              "ceil(batches per shard / K) downloads and uploads\n"
              "per participant; 0 = once per local epoch (the\n"
-             "paper's)", .help_default = "[5 for sync, else 0]"},
+             "paper's)",
+     .help_default = "[5 for sync and for async with every participant in flight, else 0]"},
     {.name = "epochs", .kind = KIND_INT, FIELD(epochs, int),
      .imin = 1, .imax = 1000000, .def = 20,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
@@ -456,7 +472,7 @@ static const config_option options[] = {
      .min = 0, .max = 1, .max_open = 1, .def = -1, /* -1 = not given, outside the range */
      .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = config_server_momentum,
      .print = PRINT_DSSGD, .shown = when_momentum,
-     .help_default = "[0.7; sync with local steps: 0.9]",
+     .help_default = "[0.9 where local-steps defaults to 5, else 0.7]",
      .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
      .section = AGGREGATION, .metavar = "B",
      .help = "mean, mix: the server's momentum over sync rounds\n"

@@ -1345,6 +1345,7 @@ int run_train(const config_t *cfg_given, MPI_Comm comm, const run_hooks *hooks,
      * what is printed, checkpointed and checked on resume. */
     config_t resolved = *cfg_given;
     const config_t *cfg = &resolved;
+    MPI_Comm_size(comm, &resolved.ranks); /* async's defaults depend on it */
     run_state st = {.cfg = cfg, .hooks = hooks};
     transport_open(&st.tr, comm, hooks && hooks->piece_bytes ? hooks->piece_bytes
                                                              : RUN_PIECE_BYTES,

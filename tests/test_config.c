@@ -239,6 +239,53 @@ static void test_refuses_local_steps_out_of_range_or_with_svt(void **state)
     assert_int_equal(c.local_steps, 2);
 }
 
+/* The defaults that depend on the schedule: sync, and async with every
+ * participant in flight (simulated S >= N, or a worker rank per
+ * participant), exchange every 5 mini-batches with a momentum of 0.9;
+ * the other schedules once an epoch with 0.7; given values win; a server
+ * momentum waits out one epoch wherever there is one. */
+static void test_defaults_that_depend_on_the_schedule(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[8];
+        int ranks, local_steps, all_in_flight, warmup;
+        double momentum;
+    } cases[] = {
+        {{"--schedule", "sync"}, 1, 5, 0, 1, 0.9},
+        {{"--schedule", "sync"}, 8, 5, 0, 1, 0.9},
+        {{"--schedule", "round-robin"}, 31, 0, 0, 0, 0.7},
+        {{"--schedule", "async"}, 1, 0, 0, 1, 0.7},
+        {{"--schedule", "async"}, 30, 0, 0, 1, 0.7}, /* 29 workers for 30 */
+        {{"--schedule", "async"}, 31, 5, 1, 1, 0.9},
+        {{"--schedule", "async", "--simulate-staleness", "29"}, 1, 0, 0, 1, 0.7},
+        {{"--schedule", "async", "--simulate-staleness", "30"}, 1, 5, 1, 1, 0.9},
+        {{"--schedule", "async", "--simulate-staleness", "30", "--local-steps", "0"}, 1, 0, 1, 1,
+         0.7},
+        {{"--schedule", "async", "--local-steps", "3"}, 31, 3, 1, 1, 0.9},
+        {{"--schedule", "sync", "--server-momentum", "0.5"}, 1, 5, 0, 1, 0.5},
+        {{"--schedule", "sync", "--momentum-warmup", "0"}, 1, 5, 0, 0, 0.9},
+        {{"--schedule", "sync", "--select", "svt", "--dp-epsilon", "1", "--gamma", "1"}, 1, 0, 0, 1,
+         0.7},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        config_t c;
+        const char *const *a = cases[i].args;
+        parse_ok(&c, "--participants", "30", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
+                 (char *)NULL);
+        c.ranks = cases[i].ranks;
+        if (config_local_steps(&c) != cases[i].local_steps ||
+            config_async_all_in_flight(&c) != cases[i].all_in_flight ||
+            config_momentum_warmup(&c) != cases[i].warmup ||
+            config_server_momentum(&c) != cases[i].momentum)
+            fail_msg("case %zu (%s %s %s %s, %d ranks): local steps %d, all in flight %d, "
+                     "warm-up %d, momentum %g", i, a[0], a[1], a[2] ? a[2] : "",
+                     a[3] ? a[3] : "", cases[i].ranks, config_local_steps(&c),
+                     config_async_all_in_flight(&c), config_momentum_warmup(&c),
+                     config_server_momentum(&c));
+    }
+}
+
 /* --dataset h5 and its files: what each needs, and --participant-data's
  * pattern (one %d, %% for a '%', nothing else) expanded per participant. */
 static void test_h5_data_options(void **state)
@@ -959,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_refuses_batch_out_of_range),
         cmocka_unit_test(test_refuses_zero_epochs),
         cmocka_unit_test(test_refuses_local_steps_out_of_range_or_with_svt),
+        cmocka_unit_test(test_defaults_that_depend_on_the_schedule),
         cmocka_unit_test(test_h5_data_options),
         cmocka_unit_test(test_dpsgd_options_set_their_fields),
         cmocka_unit_test(test_dpsgd_refusals),
