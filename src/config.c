@@ -403,8 +403,8 @@ static const config_option options[] = {
      .help = "exchange after every K mini-batches: each epoch has\n"
              "ceil(batches per shard / K) downloads and uploads\n"
              "per participant; 0 = once per local epoch (the\n"
-             "paper's)",
-     .help_default = "[5 for sync and for async with every participant in flight, else 0]"},
+             "paper's); 5 for sync and for async with every\n"
+             "participant in flight, else 0", .help_default = "[5 or 0]"},
     {.name = "epochs", .kind = KIND_INT, FIELD(epochs, int),
      .imin = 1, .imax = 1000000, .def = 20,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,
@@ -472,12 +472,13 @@ static const config_option options[] = {
      .min = 0, .max = 1, .max_open = 1, .def = -1, /* -1 = not given, outside the range */
      .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = config_server_momentum,
      .print = PRINT_DSSGD, .shown = when_momentum,
-     .help_default = "[0.9 where local-steps defaults to 5, else 0.7]",
+     .help_default = "[0.9 or 0.7]",
      .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
      .section = AGGREGATION, .metavar = "B",
      .help = "mean, mix: the server's momentum over sync rounds\n"
              "or async turns, [0, 1) (u <- B u + mean, w += R u;\n"
-             "0 = none)"},
+             "0 = none); 0.9 where --local-steps defaults to 5,\n"
+             "else 0.7"},
     {.name = "momentum-warmup", .kind = KIND_INT, FIELD(momentum_warmup, int),
      .imin = 0, .imax = 1000000, .def = -1, /* -1 = not given, outside the range */
      /* "*": a checkpoint is written after an epoch, and the warm-up of
