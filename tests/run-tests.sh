@@ -90,6 +90,9 @@ check audit 300 bash tests/test_audit.sh "$build"
 echo "== end-to-end"
 check e2e 1800 bash tests/e2e.sh "$build"
 
+echo "== result scripts: schedules-seeds' table, schedules' plots (made-up summaries)"
+check jobs 60 bash tests/test_jobs.sh
+
 echo "== data files: dssgd data convert and split (issue 19)"
 check datatool 120 bash tests/test_datatool.sh "$build"
 
