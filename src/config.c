@@ -311,6 +311,8 @@ static const char USAGE_HEAD[] =
 #define AGGREGATION "Aggregation (mode dssgd)"
 #define DPSGD "DP-SGD (--dpsgd: record-level (epsilon, delta)-DP, every mode)"
 #define AUDIT "Privacy audit (modes dssgd and standalone)"
+/* where when_momentum is true: the options of the server momentum */
+#define APPLIES_MOMENTUM "--aggregate mean or mix (or auto with --schedule sync or async)"
 static const config_option options[] = {
     {.name = "dataset", .kind = KIND_STRING, FIELD(dataset, char *), NAMES(dataset_names),
      .def_str = "fashion-mnist",
@@ -473,7 +475,7 @@ static const config_option options[] = {
      .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = config_server_momentum,
      .print = PRINT_DSSGD, .shown = when_momentum,
      .help_default = "[0.9 or 0.7]",
-     .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
+     .applies = APPLIES_MOMENTUM,
      .section = AGGREGATION, .metavar = "B",
      .help = "mean, mix: the server's momentum over sync rounds\n"
              "or async turns, [0, 1) (u <- B u + mean, w += R u;\n"
@@ -486,7 +488,7 @@ static const config_option options[] = {
      .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = warmup_in_force,
      .print = PRINT_DSSGD, .shown = when_momentum,
      .help_default = "[1]",
-     .applies = "--aggregate mean or mix (or auto with --schedule sync or async)",
+     .applies = APPLIES_MOMENTUM,
      .section = AGGREGATION, .metavar = "W",
      .help = "mean, mix: the server momentum starts after\n"
              "epoch W: the first W epochs' changes neither feed\n"
