@@ -24,6 +24,10 @@ typedef enum { DOWNLOAD_STAT, DOWNLOAD_RANDOM, DOWNLOAD_ALL } config_download;
 typedef enum {
     AGGREGATE_SUM, AGGREGATE_MEAN, AGGREGATE_STALENESS, AGGREGATE_MIX, AGGREGATE_AUTO
 } config_aggregate;
+/* The order in which --simulate-staleness collects the uploads in flight:
+ * drawn at random (workers of random speeds) or oldest first (workers of
+ * equal speed, as real async on like ranks). */
+typedef enum { SIMULATE_RANDOM, SIMULATE_FIFO } config_simulate_order;
 
 typedef struct {
     /* data */
@@ -69,6 +73,7 @@ typedef struct {
     double staleness_exponent;        /* a: staleness weighs (1 + s - b)^-a; mix: (1 + c)^-a */
     int staleness_tolerance;          /* b: uploads at most b stale weigh in full */
     int simulate_staleness;           /* async in one process: S uploads in flight; 0 = off */
+    config_simulate_order simulate_order; /* which of them arrives next */
     int ranks;                        /* the run's MPI ranks (run_train sets it; not an option) */
     /* privacy (--select svt) */
     double dp_epsilon;                /* epsilon per participant per epoch; 0 = off */

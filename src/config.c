@@ -20,6 +20,7 @@ static const char *const schedule_names[] = {"round-robin", "random", "async", "
 static const char *const select_names[] = {"largest", "random", "svt"};
 static const char *const download_names[] = {"stat", "random", "all"};
 static const char *const aggregate_names[] = {"sum", "mean", "staleness", "mix", "auto"};
+static const char *const simulate_order_names[] = {"random", "fifo"};
 static const char *const partition_names[] = {"iid", "paper", "dirichlet"};
 static const char *const dataset_names[] = {"fashion-mnist", "mnist", "h5"};
 
@@ -146,6 +147,7 @@ static int when_staleness(const config_t *c)
     return config_aggregate_rule(c) == AGGREGATE_STALENESS;
 }
 static int when_async(const config_t *c) { return c->schedule == SCHEDULE_ASYNC; }
+static int when_simulated(const config_t *c) { return c->simulate_staleness > 0; }
 static int when_momentum(const config_t *c)
 {
     return config_aggregate_rule(c) == AGGREGATE_MEAN || config_aggregate_rule(c) == AGGREGATE_MIX;
@@ -517,6 +519,15 @@ static const config_option options[] = {
      .section = AGGREGATION, .metavar = "S",
      .help = "async on one rank: S uploads in flight, collected\n"
              "in a seeded order (deterministic)", .help_default = "[off]"},
+    {.name = "simulate-order", .kind = KIND_ENUM,
+     ENUM_FIELD(simulate_order, config_simulate_order, simulate_order_names),
+     .def = SIMULATE_RANDOM,
+     .resume = RESUME_MUST_MATCH, .absent = "random", .print = PRINT_DSSGD,
+     .shown = when_simulated, .applies = "--simulate-staleness",
+     .section = AGGREGATION, .metavar = "O",
+     .help = "which upload in flight arrives next: random\n"
+             "(workers of random speeds, seeded) | fifo (the\n"
+             "oldest: workers of equal speed, as real async)"},
     {.name = "dp-epsilon", .kind = KIND_DOUBLE, FIELD(dp_epsilon, double),
      .min = 0, .min_open = 1, .max = 1e12, .def = 0, /* 0 = off, outside the range */
      .resume = RESUME_MUST_MATCH, .print = PRINT_DSSGD, .shown = when_svt,

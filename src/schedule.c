@@ -172,9 +172,12 @@ static void async_serve(run_state *st, int src, int p, int epoch, char *requeste
 /* Async in one process, with `inflight` uploads outstanding: downloads go
  * out in participant order, each packed from the model as it is then; the
  * upload collected next is drawn uniformly among those in flight (the
- * schedule's stream), and its place goes to the next download. An upload
- * is then 0 to about 2 * inflight uploads stale, as with that many workers
- * of random speeds, and the run is the same bits for a seed. */
+ * schedule's stream), or with --simulate-order fifo is the oldest, and its
+ * place goes to the next download. Drawn, an upload is 0 to about
+ * 2 * inflight uploads stale, as with that many workers of random speeds;
+ * oldest first, every upload but a turn's first inflight is inflight - 1
+ * stale, as with workers of equal speed. Either way the run is the same
+ * bits for a seed. */
 static void async_simulated(run_state *st, int epoch, int inflight)
 {
     int N = st->cfg->participants, next = 0, count = 0;
@@ -191,7 +194,14 @@ static void async_simulated(run_state *st, int epoch, int inflight)
         }
         if (count == 0)
             break;
-        uint32_t i = rng_below(&st->schedule_rng, (uint32_t)count);
+        uint32_t i = 0;
+        if (st->cfg->simulate_order == SIMULATE_FIFO) { /* the oldest: the lowest id */
+            for (int k = 1; k < count; k++)
+                if (flying[k] < flying[i])
+                    i = (uint32_t)k;
+        } else {
+            i = rng_below(&st->schedule_rng, (uint32_t)count);
+        }
         int p = (int)flying[i];
         flying[i] = flying[--count];
         collect_upload(st, p, epoch);

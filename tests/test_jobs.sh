@@ -13,7 +13,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "test_jobs FAIL: $*"; exit 1; }
 
-header=schedule,ranks,simulate_staleness,theta_u,aggregate,server_lr,server_momentum,staleness_exponent,staleness_tolerance,epochs,final_acc,last5_acc,seconds_train,target,seconds_to_target,epoch_to_target,mean_staleness,max_staleness,wall_seconds,status,machine,date,commit,local_steps
+header=schedule,ranks,simulate_staleness,theta_u,aggregate,server_lr,server_momentum,staleness_exponent,staleness_tolerance,epochs,final_acc,last5_acc,seconds_train,target,seconds_to_target,epoch_to_target,mean_staleness,max_staleness,wall_seconds,status,machine,date,commit,local_steps,simulate_order
 # row SCHEDULE RANKS S THETA LAST5 EPOCH STATUS K
 row() { echo "$1,$2,$3,$4,x,1,,,,20,0.8,$5,6.0,0.84,2.0,$6,,,9.0,$7,test machine,2026-11-30T00:00:00Z,abc1234,$8"; }
 

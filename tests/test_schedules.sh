@@ -78,6 +78,21 @@ cmp whole.txt part.txt || fail "resumed simulation's checkpoint differs"
 h5diff -q whole.h5 part.h5 /server/params /server/params ||
   fail "resumed simulation's parameters differ"
 
+# --simulate-order fifo collects the oldest upload in flight (workers of
+# equal speed): in each epoch of 8 uploads with 3 in flight the first three
+# are 0, 1 and 2 uploads stale and every later one exactly 2, so 13 / 8 an
+# epoch and never more than 2. Drawn at random, the total is the same (it
+# depends only on when downloads go out) but one upload waits longer.
+staleness() { grep -o 'mean [0-9.]*, max [0-9]* over [0-9]* uploads' "$1"; }
+three=(--participants 8 --shard-size 100 --model d16-relu,d10 --eval-size 500
+       --schedule async --simulate-staleness 3 --epochs 2)
+"$bin" train "${three[@]}" --simulate-order fifo 2> fifo.err > /dev/null
+[[ $(staleness fifo.err) == "mean 1.62, max 2 over 16 uploads" ]] ||
+  fail "fifo order: $(staleness fifo.err), want mean 1.62 (26 / 16), max 2 over 16 uploads"
+"$bin" train "${three[@]}" 2> drawn.err > /dev/null
+[[ $(staleness drawn.err) =~ ^"mean 1.62, max "[3-9]" over 16 uploads"$ ]] ||
+  fail "random order: $(staleness drawn.err), want mean 1.62 and a max above 2"
+
 set +e
 "$bin" train --schedule sync --simulate-staleness 4 > refused.err 2>&1; rc=$?
 set -e
