@@ -4,15 +4,17 @@
 # ranks, and async is simulated with --simulate-staleness (S uploads in
 # flight, a seeded order). Fashion-MNIST, 30 participants x 600, theta_u 0.1.
 #   - async at simulated staleness 15 ends within 2 points of round-robin's
-#     accuracy after the same 20 epochs, and at staleness 30 (all uploads in
+#     accuracy after the same 20 epochs, uploads drawn at random and oldest
+#     first (--simulate-order fifo), and at staleness 30 (all uploads in
 #     flight, one participant per worker) its last-5-epoch mean is within 2
 #     points of round-robin's, where the staleness weights do not train;
 #   - sync (per-parameter mean, server momentum 0.7) also ends within 2
 #     points of round-robin after 20 epochs, where the paper's sum diverges,
 #     and the divergence guard stops that run at once, naming the rule; the
 #     guard also stops --lr 1000;
-#   - the simulation is deterministic, and refused where it cannot apply.
-# About a minute and a half on 2 cores. Usage: tests/test_schedules.sh BUILD_DIR
+#   - the simulation is deterministic, oldest first gives the staleness it
+#     should, and the simulation is refused where it cannot apply.
+# About two minutes on 2 cores. Usage: tests/test_schedules.sh BUILD_DIR
 set -euo pipefail
 build=${1:-build}
 bin=$(realpath "$build/dssgd")
@@ -32,6 +34,11 @@ train rr --epochs 20 || fail "round-robin: $(cat rr.err)"
 train async --epochs 20 --schedule async --simulate-staleness 15 || fail "async: $(cat async.err)"
 awk -v a="$(final async)" -v r="$(final rr)" 'BEGIN { exit !(a >= r - 0.02) }' ||
   fail "async at staleness 15 ends at $(final async), round-robin at $(final rr)"
+# ... and as workers of equal speed, every upload 14 stale, as on 16 like ranks.
+train fifo15 --epochs 20 --schedule async --simulate-staleness 15 --simulate-order fifo ||
+  fail "async at staleness 15, oldest first: $(cat fifo15.err)"
+awk -v a="$(final fifo15)" -v r="$(final rr)" 'BEGIN { exit !(a >= r - 0.02) }' ||
+  fail "async at staleness 15 oldest first ends at $(final fifo15), round-robin at $(final rr)"
 # Every participant downloads the same state: the mix rule (FedAsync's
 # mixing per parameter, server momentum over turns) must still train.
 train async30 --epochs 20 --schedule async --simulate-staleness 30 ||
@@ -108,6 +115,7 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe
 set -e
 [[ $rc -ne 0 ]] && grep -q "runs in one process" refused.err ||
   fail "a simulation on 2 ranks: exit $rc, $(cat refused.err)"
-echo "schedules after 20 epochs: round-robin $(final rr), async at staleness 15 $(final async)," \
+echo "schedules after 20 epochs: round-robin $(final rr), async at staleness 15 $(final async)" \
+     "($(final fifo15) oldest first)," \
      "at 30 $(final async30) (last-5 $(last5 async30) against $(last5 rr)), sync $(final sync);" \
      "sum under sync and --lr 1000 stopped by the guard"
