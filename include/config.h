@@ -177,9 +177,19 @@ const char *config_partition_name(dataset_partition p);
  * Every turn's downloads then come from one state, as in sync. */
 int config_async_all_in_flight(const config_t *c);
 
+/* Async's uploads in flight: S simulated, else a worker rank each (one on
+ * a single rank), at most the participants; 0 for the other schedules. */
+int config_async_in_flight(const config_t *c);
+
+/* Whether async's uploads in flight carry each parameter densely: theta_u
+ * times the uploads in flight >= CONFIG_DENSE_SHARERS, so that `mix`
+ * averages most entries over several uploads, as sync's mean does. */
+#define CONFIG_DENSE_SHARERS 4
+int config_async_dense(const config_t *c);
+
 /* The defaults that depend on the schedule (docs/DESIGN.md, Local steps):
  * --local-steps K when given, else CONFIG_SYNC_LOCAL_STEPS for sync, and
- * for async with every participant in flight, in mode dssgd (not with
+ * for async with every participant in flight or dense, in mode dssgd (not with
  * --select svt, whose epsilon is per epoch) and 0 (once per local epoch,
  * the paper's) otherwise; --server-momentum B when given, else
  * CONFIG_SYNC_MOMENTUM for those two with local steps and

@@ -262,11 +262,29 @@ int config_async_all_in_flight(const config_t *c)
     return c->ranks - 1 >= c->participants; /* a participant per worker, or more workers */
 }
 
-/* Sync, and async with every participant in flight, which is sync with
- * the uploads mixed in as they come: rounds from one state. */
+int config_async_in_flight(const config_t *c)
+{
+    if (c->schedule != SCHEDULE_ASYNC)
+        return 0;
+    int workers = c->simulate_staleness > 0 ? c->simulate_staleness
+                  : c->ranks > 1           ? c->ranks - 1
+                                           : 1;
+    return workers < c->participants ? workers : c->participants;
+}
+
+int config_async_dense(const config_t *c)
+{
+    return config_async_in_flight(c) * c->theta_u >= CONFIG_DENSE_SHARERS;
+}
+
+/* Sync; async with every participant in flight, which is sync with the
+ * uploads mixed in as they come (rounds from one state); and async whose
+ * uploads in flight share each entry densely, which averages them as sync
+ * does (docs/DESIGN.md, Local steps). */
 static int sync_like(const config_t *c)
 {
-    return c->schedule == SCHEDULE_SYNC || config_async_all_in_flight(c);
+    return c->schedule == SCHEDULE_SYNC || config_async_all_in_flight(c) ||
+           config_async_dense(c);
 }
 
 int config_local_steps(const config_t *c)
@@ -407,8 +425,9 @@ static const config_option options[] = {
      .help = "exchange after every K mini-batches: each epoch has\n"
              "ceil(batches per shard / K) downloads and uploads\n"
              "per participant; 0 = once per local epoch (the\n"
-             "paper's); 5 for sync and for async with every\n"
-             "participant in flight, else 0", .help_default = "[5 or 0]"},
+             "paper's); 5 for sync, and for async with every\n"
+             "participant in flight or with theta-u x uploads in\n"
+             "flight >= 4 (most entries averaged), else 0", .help_default = "[5 or 0]"},
     {.name = "epochs", .kind = KIND_INT, FIELD(epochs, int),
      .imin = 1, .imax = 1000000, .def = 20,
      .resume = RESUME_MAY_DIFFER, .print = PRINT_MAIN,

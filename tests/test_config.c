@@ -241,14 +241,15 @@ static void test_refuses_local_steps_out_of_range_or_with_svt(void **state)
 
 /* The defaults that depend on the schedule: sync, and async with every
  * participant in flight (simulated S >= N, or a worker rank per
- * participant), exchange every 5 mini-batches with a momentum of 0.9;
+ * participant) or dense (theta_u x uploads in flight >= 4), exchange
+ * every 5 mini-batches with a momentum of 0.9;
  * the other schedules once an epoch with 0.7; given values win; a server
  * momentum waits out one epoch wherever there is one. */
 static void test_defaults_that_depend_on_the_schedule(void **state)
 {
     (void)state;
     static const struct {
-        const char *args[8];
+        const char *args[10];
         int ranks, local_steps, all_in_flight, warmup;
         double momentum;
     } cases[] = {
@@ -267,12 +268,23 @@ static void test_defaults_that_depend_on_the_schedule(void **state)
         {{"--schedule", "sync", "--momentum-warmup", "0"}, 1, 5, 0, 0, 0.9},
         {{"--schedule", "sync", "--select", "svt", "--dp-epsilon", "1", "--gamma", "1"}, 1, 0, 0, 1,
          0.7},
+        /* dense: theta_u x uploads in flight >= 4 */
+        {{"--schedule", "async", "--theta-u", "1"}, 1, 0, 0, 1, 0.7},  /* one in flight */
+        {{"--schedule", "async", "--theta-u", "1"}, 4, 0, 0, 1, 0.7},  /* 3 workers */
+        {{"--schedule", "async", "--theta-u", "1"}, 5, 5, 0, 1, 0.9},  /* 4 workers */
+        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "3"}, 1, 0, 0, 1, 0.7},
+        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "4"}, 1, 5, 0, 1, 0.9},
+        {{"--schedule", "async", "--theta-u", "0.5", "--simulate-staleness", "8"}, 1, 5, 0, 1, 0.9},
+        {{"--schedule", "async", "--theta-u", "0.5", "--simulate-staleness", "7"}, 1, 0, 0, 1, 0.7},
+        {{"--schedule", "async", "--simulate-staleness", "15"}, 1, 0, 0, 1, 0.7}, /* 0.1 x 15 */
+        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "4", "--local-steps",
+          "0"}, 1, 0, 0, 1, 0.7},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         config_t c;
         const char *const *a = cases[i].args;
         parse_ok(&c, "--participants", "30", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
-                 (char *)NULL);
+                 a[8], a[9], (char *)NULL);
         c.ranks = cases[i].ranks;
         if (config_local_steps(&c) != cases[i].local_steps ||
             config_async_all_in_flight(&c) != cases[i].all_in_flight ||
