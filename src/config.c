@@ -537,7 +537,8 @@ static const config_option options[] = {
      .applies = "--schedule async",
      .section = AGGREGATION, .metavar = "S",
      .help = "async on one rank: S uploads in flight, collected\n"
-             "in a seeded order (deterministic)", .help_default = "[off]"},
+             "in the order --simulate-order sets (deterministic)",
+     .help_default = "[off]"},
     {.name = "simulate-order", .kind = KIND_ENUM,
      ENUM_FIELD(simulate_order, config_simulate_order, simulate_order_names),
      .def = SIMULATE_RANDOM,
