@@ -253,15 +253,6 @@ size_t config_audit_holdout(const config_t *c)
 static int when_audit(const config_t *c) { return c->audit[0] != '\0'; }
 static int when_holdout(const config_t *c) { return config_audit_holdout(c) > 0; }
 
-int config_async_all_in_flight(const config_t *c)
-{
-    if (c->schedule != SCHEDULE_ASYNC)
-        return 0;
-    if (c->simulate_staleness > 0)
-        return c->simulate_staleness >= c->participants;
-    return c->ranks - 1 >= c->participants; /* a participant per worker, or more workers */
-}
-
 int config_async_in_flight(const config_t *c)
 {
     if (c->schedule != SCHEDULE_ASYNC)
@@ -270,6 +261,14 @@ int config_async_in_flight(const config_t *c)
                   : c->ranks > 1           ? c->ranks - 1
                                            : 1;
     return workers < c->participants ? workers : c->participants;
+}
+
+int config_async_all_in_flight(const config_t *c)
+{
+    /* simulated, or a worker rank per participant (or more); not one rank
+     * alone, where uploads go one at a time whatever the participants */
+    return (c->simulate_staleness > 0 || c->ranks > 1) &&
+           config_async_in_flight(c) >= c->participants;
 }
 
 int config_async_dense(const config_t *c)
