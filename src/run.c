@@ -568,6 +568,8 @@ static void worker_loop(run_state *st)
     if (!acc)
         transport_fatal(t, "out of memory");
     part_state ps = {0};
+    int down_turn = 0;   /* the turn of the download in down_buf (0: none to reuse) */
+    size_t down_len = 0;
     for (;;) {
         MPI_Status status;
         int cmd[3];
@@ -582,7 +584,7 @@ static void worker_loop(run_state *st)
             part_state_alloc(&ps, st->n, st->cfg->residual))
             transport_fatal(t, "out of memory for a participant's checkpoint state");
         if (st->hooks && st->hooks->hang_rank == t->rank && epoch > 0 &&
-            (op == CMD_STEP || op == CMD_ASYNC))
+            (op == CMD_STEP || op == CMD_STEP_AGAIN || op == CMD_ASYNC))
             for (;;) /* test only: a hung node, which answers nothing */
                 pause();
         if (op == CMD_STEP) {
@@ -590,12 +592,25 @@ static void worker_loop(run_state *st)
              * initial download p trains nothing) then maybe an upload. */
             participant_t *part = hosted_participant(st, p, "a step");
             size_t len = recv_download(st);
+            down_turn = 0;
             if (epoch == 0) { /* initial full download: no training */
                 if (participant_download(part, &st->ctx, st->down_buf, len, 0) != WIRE_OK)
                     transport_fatal(t, "malformed initial download from the server");
                 continue;
             }
+            down_turn = epoch;
+            down_len = len;
             send_upload(st, run_participant_step(st, part, st->down_buf, len, epoch),
+                        transport_turn_tag(t, epoch, p));
+            score_after_turn(st, run_slot_of(t->size, p), epoch);
+        } else if (op == CMD_STEP_AGAIN) {
+            /* Another participant's turn from the same download (the
+             * participants only read down_buf). */
+            participant_t *part = hosted_participant(st, p, "a step");
+            if (epoch <= 0 || epoch != down_turn)
+                transport_fatal(t, "the server asked participant %d to train in turn %d from "
+                                "a download this rank does not hold", p, epoch);
+            send_upload(st, run_participant_step(st, part, st->down_buf, down_len, epoch),
                         transport_turn_tag(t, epoch, p));
             score_after_turn(st, run_slot_of(t->size, p), epoch);
         } else if (op == CMD_ASYNC) {
@@ -607,6 +622,7 @@ static void worker_loop(run_state *st)
                 transport_send_small(t, t->comm, 0, TAG_REQUEST, &first, 1, MPI_INT,
                                      "a download request");
             }
+            down_turn = 0;
             for (int s = 0; s < st->local_count; s++) {
                 int who = (int)participant_id(st->local[s]);
                 size_t len = recv_download(st);

@@ -10,9 +10,8 @@
 /* Gives participant p the download in st->down_buf (len bytes) for `epoch`
  * (0: the initial full model; nothing to train, nothing to upload). Here:
  * p applies it and trains at once. Elsewhere: a step command, then the
- * download; with `inflight`, the pieces' requests are left there for the
- * caller to complete, else the send completes here. */
-static void deliver_download(run_state *st, int p, int epoch, size_t len, MPI_Request *inflight)
+ * download, whose send completes here. */
+static void deliver_download(run_state *st, int p, int epoch, size_t len)
 {
     transport_t *t = &st->tr;
     int dest = run_rank_of(t->size, p);
@@ -35,12 +34,8 @@ static void deliver_download(run_state *st, int p, int epoch, size_t len, MPI_Re
     }
     transport_drain(t, dest, -1);
     transport_send_cmd(t, dest, CMD_STEP, epoch, p);
-    if (inflight)
-        transport_isend(t, t->comm, dest, TAG_DOWNLOAD, st->down_buf, len, inflight,
-                        "MPI_Isend(download)");
-    else
-        transport_send_to_worker(t, dest, TAG_DOWNLOAD, st->down_buf, len,
-                                 epoch > 0 ? transport_turn_tag(t, epoch, p) : -1, "a download");
+    transport_send_to_worker(t, dest, TAG_DOWNLOAD, st->down_buf, len,
+                             epoch > 0 ? transport_turn_tag(t, epoch, p) : -1, "a download");
 }
 
 /* Takes participant p's upload for `epoch` and applies it, or refuses and
@@ -97,7 +92,7 @@ void schedule_initial(run_state *st)
     for (int p = 0; p < st->cfg->participants; p++) {
         size_t len = server_pack_download(st->server, (uint32_t)p, 0, 1, st->down_buf,
                                           st->down_cap);
-        deliver_download(st, p, 0, len, NULL);
+        deliver_download(st, p, 0, len);
     }
 }
 
@@ -108,16 +103,20 @@ void schedule_sequential(run_state *st, int epoch, const int *order)
         size_t len = server_pack_download(st->server, (uint32_t)p, (uint32_t)epoch, 0,
                                           st->down_buf, st->down_cap);
         note_download(st, (uint32_t)p, epoch);
-        deliver_download(st, p, epoch, len, NULL);
+        deliver_download(st, p, epoch, len);
         collect_upload(st, p, epoch);
     }
 }
 
-/* Each rank hosting participants has at most one download in flight, sent
- * once its previous participant's upload is in: the server never blocks on
- * a send to a rank that is blocked sending it an upload. Every participant
- * trains from the same packed download, so the order in which uploads are
- * applied (participant order) is all that the result depends on. */
+/* Every participant trains from the same packed download, so each rank
+ * hosting participants takes one copy of it per round: its first
+ * participant's CMD_STEP, a CMD_STEP_AGAIN for each of the others, then the
+ * download, sent without waiting. The commands go before the download, so
+ * the rank owes no upload while they are sent (anything it sends then is
+ * refused as unsolicited). Uploads are applied in participant order, which
+ * is all that the result depends on: the same bits on any number of ranks.
+ * bytes_down still counts the download once per participant (the
+ * protocol's figure, docs/DESIGN.md, Metrics). */
 void schedule_sync(run_state *st, int epoch)
 {
     transport_t *t = &st->tr;
@@ -126,9 +125,9 @@ void schedule_sync(run_state *st, int epoch)
                                       st->down_buf, st->down_cap);
     note_download(st, WIRE_ANY_PARTICIPANT, epoch);
     int per_rank = transport_pieces(t, len);
-    /* The pieces of each rank's download in flight: per_rank requests from
-     * inflight + rank * per_rank. MPI-3 allows concurrent sends from one
-     * buffer: all read the same bytes. */
+    /* The pieces of each rank's download: per_rank requests from inflight +
+     * rank * per_rank. MPI-3 allows concurrent sends from one buffer: all
+     * read the same bytes. */
     MPI_Request *inflight = malloc((size_t)t->size * (size_t)per_rank * sizeof *inflight);
     if (!inflight)
         transport_fatal(t, "out of memory");
@@ -137,14 +136,23 @@ void schedule_sync(run_state *st, int epoch)
     server_round_begin(st->server);
     for (int p = 0; p < N; p++) {
         int dest = run_rank_of(t->size, p);
-        MPI_Request *mine = inflight + (size_t)dest * (size_t)per_rank;
-        if (p >= lanes) { /* the rank's previous participant must upload first */
-            collect_upload(st, p - lanes, epoch);
-            transport_complete(t, dest, mine, per_rank, -1, "a download");
+        if (dest == t->rank) { /* trains at once; its upload is held */
+            deliver_download(st, p, epoch, len);
+            continue;
         }
-        deliver_download(st, p, epoch, len, mine);
+        if (p >= lanes) /* the rank's copy went with its first participant */
+            continue;
+        transport_drain(t, dest, -1);
+        transport_send_cmd(t, dest, CMD_STEP, epoch, p);
+        st->bytes_down += len;
+        for (int q = p + lanes; q < N; q += lanes) {
+            transport_send_cmd(t, dest, CMD_STEP_AGAIN, epoch, q);
+            st->bytes_down += len;
+        }
+        transport_isend(t, t->comm, dest, TAG_DOWNLOAD, st->down_buf, len,
+                        inflight + (size_t)dest * (size_t)per_rank, "MPI_Isend(download)");
     }
-    for (int p = N > lanes ? N - lanes : 0; p < N; p++)
+    for (int p = 0; p < N; p++)
         collect_upload(st, p, epoch);
     server_round_end(st->server);
     for (int r = 0; r < t->size; r++)
@@ -189,7 +197,7 @@ static void async_simulated(run_state *st, int epoch, int inflight)
             size_t len = server_pack_download(st->server, (uint32_t)next, (uint32_t)epoch, 0,
                                               st->down_buf, st->down_cap);
             note_download(st, (uint32_t)next, epoch);
-            deliver_download(st, next, epoch, len, NULL);
+            deliver_download(st, next, epoch, len);
             flying[count++] = (uint32_t)next++;
         }
         if (count == 0)

@@ -25,8 +25,11 @@
 
 /* Tags on `comm`. */
 enum { TAG_CMD = 1, TAG_DOWNLOAD, TAG_REQUEST, TAG_REPORT, TAG_STATE, TAG_AGREE, TAG_SHARE };
-/* Commands from the server to a worker rank: {op, epoch, participant}. */
-enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_GATHER, CMD_SCATTER, CMD_STOP };
+/* Commands from the server to a worker rank: {op, epoch, participant}.
+ * CMD_STEP_AGAIN: a turn for participant p from the download the rank took
+ * with its last CMD_STEP of the same turn (sync: one copy a rank). */
+enum { CMD_STEP = 1, CMD_ASYNC, CMD_LOCAL, CMD_EVAL, CMD_GATHER, CMD_SCATTER, CMD_STOP,
+       CMD_STEP_AGAIN };
 
 typedef struct {
     MPI_Comm comm;            /* commands, downloads, reports, state */

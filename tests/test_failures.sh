@@ -93,6 +93,20 @@ grep -Eq "rank 2 has not answered for 3 s" flood.log ||
   fail "flood + hang: the message does not name rank 2: $(grep -v rejected flood.log | tail -3)"
 [[ $took -le 60 ]] || fail "flood + hang: the job took ${took}s to end with --rank-timeout 3"
 echo "flood + hang: the job ended ${took}s after start, naming the hung rank 2 while rank 1 flooded"
+# 1b''. Sync, where each worker takes one download per round and is told to
+# train its other participants from it (CMD_STEP_AGAIN): rank 2 hangs at its
+# first step with those commands queued; the job still ends naming it.
+start=$(date +%s)
+set +e
+DSSGD_TEST_HANG=2 timeout 120 mpirun --oversubscribe -np 3 -x DSSGD_TEST_HANG "$bin" train \
+  --schedule sync "${small[@]}" --epochs 5 --rank-timeout 3 > sync-hang.log 2>&1; rc=$?
+set -e
+took=$(( $(date +%s) - start ))
+[[ $rc -ne 0 && $rc -ne 124 ]] || fail "sync hang: exit $rc after ${took}s: $(tail -3 sync-hang.log)"
+grep -Eq "rank 2 has not answered for [0-9]+ s" sync-hang.log ||
+  fail "sync hang: the message does not name rank 2: $(tail -3 sync-hang.log)"
+[[ $took -le 60 ]] || fail "sync hang: the job took ${took}s to end with --rank-timeout 3"
+echo "sync hang: the job ended ${took}s after start, naming the hung rank 2"
 set +e; DSSGD_TEST_HANG=x "$bin" train --epochs 1 > hook.log 2>&1; rc=$?; set -e
 [[ $rc -eq 2 ]] && grep -q "DSSGD_TEST_HANG=\"x\" is not a RANK" hook.log || fail "a bad test hook value: exit $rc, $(cat hook.log)"
 
