@@ -4,7 +4,7 @@
  * CPU's model number. A model it does not know (a newer CPU, or a VM that
  * hides the model) falls back to its generic Prescott (SSE3) kernels even
  * where the CPU has AVX2 and FMA: matrix products, most of training, then
- * run 2.2-2.5x slower (measured, docs/DESIGN.md, BLAS kernels). The choice
+ * run about 2-3x slower (measured, docs/DESIGN.md, BLAS kernels). The choice
  * is made when the library loads, before main, so dssgd can only say so;
  * OPENBLAS_CORETYPE in every rank's environment overrides it. */
 #ifndef DSSGD_BLAS_ENV_H

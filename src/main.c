@@ -44,7 +44,7 @@ static void warn_slow_blas(void)
     const char *core = openblas_get_corename();
     if (blas_env_falls_short(core, blas_env_this_cpu(), advice, sizeof advice))
         fprintf(stderr, "dssgd: warning: OpenBLAS runs its %s kernels on a CPU with AVX2 and "
-                "FMA (it does not know this CPU's model), so training runs 2-2.5x slower than "
+                "FMA (it does not know this CPU's model), so training runs about 2-3x slower than "
                 "it could: set OPENBLAS_CORETYPE=%s in every rank's environment (mpirun -x "
                 "OPENBLAS_CORETYPE=%s)\n", core, advice, advice);
 }
