@@ -37,9 +37,13 @@ static void warn_ignored(const config_t *cfg)
 
 /* One warning line when OpenBLAS runs generic kernels on a CPU that has
  * better ones (blas_env.h): the user can fix it; dssgd cannot, since the
- * library chose before main. */
+ * library chose before main. Silent when OPENBLAS_CORETYPE is set: the
+ * kernels are then the user's choice (Prescott to keep earlier bits). */
 static void warn_slow_blas(void)
 {
+    const char *chosen = getenv("OPENBLAS_CORETYPE");
+    if (chosen && *chosen)
+        return;
     char advice[32];
     const char *core = openblas_get_corename();
     if (blas_env_falls_short(core, blas_env_this_cpu(), advice, sizeof advice))

@@ -139,4 +139,21 @@ grep -q "warning: --theta-u 0.2 is ignored: it has an effect only with --mode ds
 set +e; "$bin" train --model d16-relu,d10, --epochs 1 > "$tmp/out" 2>&1; rc=$?; set -e
 [[ $rc -eq 1 ]] && grep -q "empty layer after the final ','" "$tmp/out" \
   || fail "a trailing comma in --model: exit $rc, $(cat "$tmp/out")"
+# OpenBLAS's kernels (blas_env): dssgd warns, naming the OPENBLAS_CORETYPE
+# that fits, exactly when the check (test_blas_env's answer for this
+# machine) says its kernels fall short; a chosen OPENBLAS_CORETYPE silences it.
+blas_run() { set +e; env "$@" "$bin" train --participants 2 --shard-size 100 --epochs 1 \
+  --eval-size 100 --quiet > "$tmp/out" 2>&1; local rc=$?; set -e
+  [[ $rc -eq 0 ]] || fail "a small run exited $rc: $(cat "$tmp/out")"; }
+answer=$(env -u OPENBLAS_CORETYPE "$build/tests/test_blas_env" 2>&1 | grep -o 'falls short\|fits' | head -1)
+[[ -n $answer ]] || fail "test_blas_env printed no answer for this machine"
+blas_run -u OPENBLAS_CORETYPE
+if [[ $answer == "falls short" ]]; then
+  grep -Eq "warning: OpenBLAS runs its .* kernels .* set OPENBLAS_CORETYPE=(Haswell|SkylakeX)" \
+    "$tmp/out" || fail "no warning although the kernels fall short: $(cat "$tmp/out")"
+else
+  ! grep -q "OPENBLAS_CORETYPE" "$tmp/out" || fail "a warning although the kernels fit: $(cat "$tmp/out")"
+fi
+blas_run OPENBLAS_CORETYPE=Prescott
+! grep -q "OPENBLAS_CORETYPE" "$tmp/out" || fail "warned with OPENBLAS_CORETYPE set: $(cat "$tmp/out")"
 echo "e2e: all checks passed"
