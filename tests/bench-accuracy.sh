@@ -9,7 +9,11 @@
 # Goal: sync and async ratio >= 1.7; >= 6 at 16 ranks or more on a machine
 # of 16 cores or more.
 # Settings (environment): RANKS rank counts ["3"], LOCAL_STEPS: for each K,
-# sync and async again with --local-steps K [""], TARGET [0.84].
+# sync and async again with --local-steps K [""], TARGET [0.84], REPEATS
+# rounds [3]: each round runs every schedule once, in turn, so a slow spell
+# of the machine falls on all of them alike; a row gives the median, min and
+# max over the rounds, ratio = round-robin's median / the schedule's median,
+# and the epoch each round reached the target at.
 # usage: bench-accuracy.sh [BUILD [CSV DATE HOST]]; with CSV, appends rows.
 set -euo pipefail
 build=${1:-build}
@@ -17,6 +21,8 @@ csv=${2:-}
 date=${3:-$(date +%F)}
 host=${4:-unknown}
 target=${TARGET:-0.84}
+repeats=${REPEATS:-3}
+[[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "bench-accuracy: REPEATS=$repeats is not a count >= 1" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_mpi_yield_when_idle=1
 tmp=$(mktemp -d)
@@ -33,7 +39,7 @@ to_target() { awk -F, -v t="$target" 'NR > 1 { s += $2; if ($3 >= t) { printf "%
 measure() {
   local name=$1 ranks=$2; shift 2
   mpirun --oversubscribe -np "$ranks" "$build/dssgd" train --epochs $max_epochs \
-    --eval-size 2000 --quiet --metrics "$tmp/$name.csv" "$@" >/dev/null &
+    --eval-size 2000 --quiet --metrics "$tmp/$name.csv" "$@" >/dev/null 2>"$tmp/$name.err" &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     [[ -n $(to_target "$tmp/$name.csv" 2>/dev/null) ]] && { kill "$pid" 2>/dev/null; break; }
@@ -44,43 +50,65 @@ measure() {
   read -r secs epoch < <(to_target "$tmp/$name.csv"; echo) || true
   echo "${secs:-} ${epoch:-}" > "$tmp/$name.result"
 }
-# report NAME LABEL RANKS REF: one row against the round-robin run REF
+# report NAME LABEL RANKS REF: one row against the round-robin runs REF,
+# over the rounds NAME-1..NAME-REPEATS ("never" if any round never got there)
 report() {
-  local name=$1 label=$2 ranks=$3 ref=$4 secs epoch rsecs repoch
-  read -r secs epoch < "$tmp/$name.result" || true
-  read -r rsecs repoch < "$tmp/$ref.result" || true
-  awk -v label="$label" -v secs="${secs:-}" -v epoch="${epoch:-}" -v rsecs="${rsecs:-}" \
-      -v repoch="${repoch:-}" -v target="$target" -v csv="$csv" -v date="$date" \
-      -v host="$host" -v ranks="$ranks" -v cores="$cores" -v max=$max_epochs '
+  local name=$1 label=$2 ranks=$3 ref=$4 i secs epoch runs="" refs=""
+  for i in $(seq 1 "$repeats"); do
+    read -r secs epoch < "$tmp/$name-$i.result" || true
+    runs+="${secs:-never}:${epoch:-never} "
+    read -r secs epoch < "$tmp/$ref-$i.result" || true
+    refs+="${secs:-never}:${epoch:-never} "
+  done
+  awk -v label="$label" -v runs="$runs" -v refs="$refs" -v target="$target" -v csv="$csv" \
+      -v date="$date" -v host="$host" -v ranks="$ranks" -v cores="$cores" -v max=$max_epochs '
+    # stats(list, s): s["n"], s["med"], s["min"], s["max"], s["epochs"]; s["never"] if a
+    # round never reached the target
+    function stats(list, s,    n, i, j, t, f, v) {
+      n = split(list, f, " "); s["never"] = 0; s["epochs"] = ""
+      for (i = 1; i <= n; i++) {
+        split(f[i], t, ":"); if (t[1] == "never") s["never"] = 1
+        v[i] = t[1] + 0; s["epochs"] = s["epochs"] (i > 1 ? ", " : "") t[2]
+      }
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t[0] = v[j]; v[j] = v[j - 1]; v[j - 1] = t[0] }
+      s["n"] = n; s["min"] = v[1]; s["max"] = v[n]
+      s["med"] = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
     BEGIN {
+      stats(runs, a); stats(refs, r)
       parallel = (label ~ /^(sync|async)/)
       need = (ranks >= 16 && cores >= 16) ? 6 : 1.7
       goal = parallel ? "ratio>=" need : ""
-      never = (secs == "") || (rsecs == "")
-      ratio = never ? 0 : rsecs / secs
+      never = a["never"] || r["never"]
+      ratio = never ? 0 : r["med"] / a["med"]
       met = goal == "" ? "" : (ratio >= need ? "yes" : "NO")
       config = label " " ranks "ranks/" cores "cores to " target
       printf "%-6s %-40s %12s %6s  %-11s %-22s %12s %8.5g %-13s %s\n", "t2acc", config,
-             secs == "" ? "never" : sprintf("%.5g", secs), "-", "s", "round-robin",
-             rsecs == "" ? "never" : sprintf("%.5g", rsecs), ratio, goal, met
-      printf "       # %s; round-robin %s\n",
-             secs == "" ? "not reached in " max " epochs" : "reached at epoch " epoch,
-             rsecs == "" ? "never reached it" : "at epoch " repoch
+             a["never"] ? "never" : sprintf("%.5g", a["med"]),
+             a["never"] ? "-" : sprintf("%.1f%%", 100 * (a["max"] - a["min"]) / a["med"]),
+             "s", "round-robin", r["never"] ? "never" : sprintf("%.5g", r["med"]), ratio, goal, met
+      printf "       # epochs reached: %s (round-robin: %s; \"never\": not in %d epochs)\n",
+             a["epochs"], r["epochs"], max
       if (csv != "") {
         getline load < "/proc/loadavg"; split(load, l, " ")
-        printf "%s,%s,t2acc,%s,s,%s,%s,%s,1,round-robin,%s,%s,%s,1,%.6g,%s,%s,%.2f\n",
-               date, host, config, secs, secs, secs, rsecs, rsecs, rsecs, ratio, goal,
+        printf "%s,%s,t2acc,%s,s,%s,%s,%s,%d,round-robin,%s,%s,%s,%d,%.6g,%s,%s,%.2f\n",
+               date, host, config, a["never"] ? "" : a["med"], a["never"] ? "" : a["min"],
+               a["never"] ? "" : a["max"], a["n"], r["never"] ? "" : r["med"],
+               r["never"] ? "" : r["min"], r["never"] ? "" : r["max"], r["n"], ratio, goal,
                tolower(met), l[1] >> csv
       }
     }'
 }
 for ranks in ${RANKS:-3}; do
-  for s in round-robin random sync async; do
-    measure "$s-$ranks" "$ranks" --schedule "$s"
-  done
-  for k in ${LOCAL_STEPS:-}; do
-    for s in sync async; do
-      measure "$s-k$k-$ranks" "$ranks" --schedule "$s" --local-steps "$k"
+  for i in $(seq 1 "$repeats"); do
+    for s in round-robin random sync async; do
+      measure "$s-$ranks-$i" "$ranks" --schedule "$s"
+    done
+    for k in ${LOCAL_STEPS:-}; do
+      for s in sync async; do
+        measure "$s-k$k-$ranks-$i" "$ranks" --schedule "$s" --local-steps "$k"
+      done
     done
   done
   for s in random sync async; do

@@ -25,13 +25,19 @@ echo "date,host_cpu,figure,config,unit,median,min,max,repeats,reference,referenc
 
 start=$(date +%s)
 echo "make bench: $host, $(date '+%F %T'), source $commit, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+# The BLAS kernels every figure ran on (OpenBLAS says at load with
+# OPENBLAS_VERBOSE=2); dssgd's start-up warning about them is shown once.
+kernels=$(OPENBLAS_VERBOSE=2 "$build/dssgd" --version 2>&1 | sed -n 's/^Core: //p' | head -1)
+echo "OpenBLAS kernels: ${kernels:-not reported}${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}"
+"$build/dssgd" train --participants 1 --shard-size 32 --epochs 1 --eval-size 10 --quiet 2>&1 | grep 'warning: OpenBLAS' || true
+quiet_blas() { grep -v '^dssgd: warning: OpenBLAS runs its' >&2 || true; }
 echo "Every figure is the median of its repeats; spread = (max - min) / median;"
 echo "ratio = median / reference median, both measured in this run."
 echo
 "$build/bench" --csv "$tmp" --date "$date" --host "$host"
-bash tests/bench-accuracy.sh "$build" "$tmp" "$date" "$host"
-bash tests/bench-audit.sh "$build" "$tmp" "$date" "$host"
-bash tests/bench-wall.sh "$build" "$tmp" "$date" "$host"
+bash tests/bench-accuracy.sh "$build" "$tmp" "$date" "$host" 2> >(quiet_blas)
+bash tests/bench-audit.sh "$build" "$tmp" "$date" "$host" 2> >(quiet_blas)
+bash tests/bench-wall.sh "$build" "$tmp" "$date" "$host" 2> >(quiet_blas)
 # Every row gets the commit column.
 sed -i "2,\$s/\$/,$commit/" "$tmp"
 chmod 644 "$tmp"
