@@ -39,6 +39,14 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err);
  * nothing (the pixels are neither read nor checked). */
 int dataset_load_labels(const char *dir, int train, dataset_t *out, char *err);
 
+/* Adds the pixels to a set dataset_load_labels read from the same dir and
+ * split, for the examples keep[i] marks (keep: count flags; NULL: all);
+ * the others stay zero and, being untouched, take no memory. For a rank
+ * that trains only the shards of its own participants. The images must
+ * still match the labels' count and shape. */
+int dataset_load_pixels(const char *dir, int train, dataset_t *ds, const uint8_t *keep,
+                        char *err);
+
 void dataset_free(dataset_t *ds);
 
 /* The data files dataset_load reads from dir (the training and test

@@ -42,16 +42,45 @@ int dataset_files(const char *dir, char paths[4][DATASET_PATH_LEN])
     return found;
 }
 
+/* The split's image and label files under dir. */
+static int split_files(const char *dir, int train, char *images_path, char *labels_path,
+                       size_t len, char *err)
+{
+    const char *prefix = train ? "train" : "t10k";
+    char base[64];
+    snprintf(base, sizeof base, "%s-images-idx3-ubyte", prefix);
+    if (find_file(dir, base, images_path, len, err))
+        return -1;
+    snprintf(base, sizeof base, "%s-labels-idx1-ubyte", prefix);
+    return find_file(dir, base, labels_path, len, err);
+}
+
+/* ds->x: count x dim floats, zero but for the examples keep[i] marks (all
+ * with keep NULL), each pixel byte/255. calloc leaves the pages it maps
+ * untouched until written, so a rank that keeps a few shards holds only
+ * their pages. */
+static int fill_pixels(dataset_t *ds, const idx_array *images, const uint8_t *keep,
+                       const char *path, char *err)
+{
+    ds->x = err_calloc(images->size, sizeof *ds->x);
+    if (!ds->x)
+        return err_set(err, "%s: out of memory for %zu pixels", path, images->size);
+    for (size_t e = 0; e < ds->count; e++) {
+        if (keep && !keep[e])
+            continue;
+        const uint8_t *from = images->data + e * ds->dim;
+        float *to = ds->x + e * ds->dim;
+        for (size_t i = 0; i < ds->dim; i++)
+            to[i] = (float)from[i] / 255.0f; /* correctly rounded, as numpy's */
+    }
+    return 0;
+}
+
 static int load(const char *dir, int train, int pixels, dataset_t *out, char *err)
 {
     memset(out, 0, sizeof *out);
-    const char *prefix = train ? "train" : "t10k";
-    char base[64], images_path[4096], labels_path[4096];
-    snprintf(base, sizeof base, "%s-images-idx3-ubyte", prefix);
-    if (find_file(dir, base, images_path, sizeof images_path, err))
-        return -1;
-    snprintf(base, sizeof base, "%s-labels-idx1-ubyte", prefix);
-    if (find_file(dir, base, labels_path, sizeof labels_path, err))
+    char images_path[4096], labels_path[4096];
+    if (split_files(dir, train, images_path, labels_path, sizeof images_path, err))
         return -1;
 
     idx_array images = {0}, labels = {0};
@@ -77,15 +106,8 @@ static int load(const char *dir, int train, int pixels, dataset_t *out, char *er
     out->cols = (int)images.dims[2];
     out->dim = (size_t)out->rows * out->cols;
     out->classes = DATASET_IDX_CLASSES;
-    if (pixels) {
-        out->x = err_calloc(images.size, sizeof *out->x);
-        if (!out->x) {
-            err_set(err, "%s: out of memory for %zu pixels", images_path, images.size);
-            goto fail;
-        }
-        for (size_t i = 0; i < images.size; i++)
-            out->x[i] = (float)images.data[i] / 255.0f; /* correctly rounded, as numpy's */
-    }
+    if (pixels && fill_pixels(out, &images, NULL, images_path, err))
+        goto fail;
     out->y = labels.data; /* take ownership */
     labels.data = NULL;
     idx_free(&images);
@@ -105,6 +127,30 @@ int dataset_load(const char *dir, int train, dataset_t *out, char *err)
 int dataset_load_labels(const char *dir, int train, dataset_t *out, char *err)
 {
     return load(dir, train, 0, out, err);
+}
+
+int dataset_load_pixels(const char *dir, int train, dataset_t *ds, const uint8_t *keep,
+                        char *err)
+{
+    char images_path[4096], labels_path[4096];
+    if (ds->x)
+        return err_set(err, "internal error: the pixels of this set are already loaded");
+    if (split_files(dir, train, images_path, labels_path, sizeof images_path, err))
+        return -1;
+    idx_array images = {0};
+    if (idx_read(images_path, 3, &images, err))
+        return -1;
+    int rc = 0;
+    /* The file may have changed since its header was read. */
+    if (images.dims[0] != ds->count || images.dims[1] != (uint32_t)ds->rows ||
+        images.dims[2] != (uint32_t)ds->cols)
+        rc = err_set(err, "%s: now %u images of %ux%u, but %zu of %dx%d when its labels were "
+                     "read: the file changed during start-up", images_path, images.dims[0],
+                     images.dims[1], images.dims[2], ds->count, ds->rows, ds->cols);
+    else
+        rc = fill_pixels(ds, &images, keep, images_path, err);
+    idx_free(&images);
+    return rc;
 }
 
 void dataset_free(dataset_t *ds)

@@ -156,6 +156,8 @@ static int setup(run_state *st, char *err)
                                              c->shard_size, c->alpha, &part_rng, &st->shards,
                                              err))
         return -1;
+    if (run_data_load_hosted_pixels(st, err))
+        return -1;
 
     /* --local-steps K: exchanges per epoch, set by the largest shard. */
     st->rounds = 1;

@@ -87,17 +87,43 @@ static int load_sites(run_state *st, char *err)
     return 0;
 }
 
+/* Whether this rank reads the IDX training labels first and the pixels,
+ * if any, only once the shards are drawn (run_data_load_hosted_pixels):
+ * every rank of a distributed run without an audit holdout to carve from
+ * the whole set. Rank 0 then trains nothing and reads no pixels (the
+ * slowest part of start-up, 188 MB as floats); a worker reads those of its
+ * own participants' shards. */
+static int labels_first(const run_state *st)
+{
+    const config_t *c = st->cfg;
+    return !config_is_h5(c) && st->tr.size > 1 && c->mode != MODE_CENTRALIZED &&
+           config_audit_holdout(c) == 0;
+}
+
+int run_data_load_hosted_pixels(run_state *st, char *err)
+{
+    const config_t *c = st->cfg;
+    int N = c->participants, size = st->tr.size, rank = st->tr.rank;
+    if (!labels_first(st) || rank == 0 || run_hosted_by(size, N, rank) == 0)
+        return 0;
+    uint8_t *keep = calloc(st->train.count ? st->train.count : 1, 1);
+    if (!keep)
+        return err_set(err, "out of memory");
+    for (int p = 0; p < N; p++)
+        if (run_rank_of(size, p) == rank)
+            for (size_t i = 0; i < st->shards.sizes[p]; i++)
+                keep[st->shards.indices[p][i]] = 1;
+    int rc = dataset_load_pixels(config_data_dir(c), 1, &st->train, keep, err);
+    free(keep);
+    return rc;
+}
+
 int run_data_load(run_state *st, char *err)
 {
     const config_t *c = st->cfg;
     if (!config_is_h5(c)) {
         const char *dir = config_data_dir(c);
-        /* Rank 0 of a distributed run trains nothing and, without an audit
-         * holdout to carve, needs only the labels to draw the shards: the
-         * pixels (the slowest part of start-up, 188 MB as floats) are left
-         * to the ranks that train. */
-        int pixels = !(st->tr.size > 1 && st->tr.rank == 0 && c->mode != MODE_CENTRALIZED &&
-                       config_audit_holdout(c) == 0);
+        int pixels = !labels_first(st);
         if ((pixels ? dataset_load(dir, 1, &st->train, err)
                     : dataset_load_labels(dir, 1, &st->train, err)) ||
             dataset_load(dir, 0, &st->test, err))

@@ -104,6 +104,13 @@ static inline int run_hosted_by(int size, int participants, int rank)
  * Not collective: transport_agree follows. */
 int run_data_load(run_state *st, char *err);
 
+/* After the shards are drawn: where run_data_load read only the training
+ * labels (the IDX files, more than one rank, no audit holdout), a worker
+ * reads the pixels of its own participants' shards; the rest of the set
+ * stays zero and takes no memory. Does nothing on other ranks and runs.
+ * Not collective. */
+int run_data_load_hosted_pixels(run_state *st, char *err);
+
 /* After run_data_load succeeded everywhere. Collective with
  * --participant-data (every rank learns every file's size, classes and
  * digest: bounded, transport_allgather); sets st->classes and the shards

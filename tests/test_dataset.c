@@ -224,6 +224,51 @@ static void test_load_labels_only_gives_all_but_the_pixels(void **state)
     }
 }
 
+/* Pixels added later for some examples: those examples exactly as the
+ * full load has them (gzip and plain), every other example zero; with
+ * keep NULL the whole full load. A file whose shape no longer matches the
+ * labels' is refused, naming it. */
+static void test_load_pixels_of_kept_examples_only(void **state)
+{
+    (void)state;
+    char dir[256];
+    make_subdir(dir, sizeof dir, "kept");
+    write_split(dir, "train", NULL, SYN_COUNT, 1);
+    write_split(dir, "t10k", NULL, SYN_COUNT, 0);
+    char err[ERR_LEN] = "";
+    uint8_t keep[SYN_COUNT] = {0};
+    keep[0] = keep[5] = keep[SYN_COUNT - 1] = 1;
+    for (int train = 0; train < 2; train++) {
+        dataset_t all, some, every;
+        if (dataset_load(dir, train, &all, err) || dataset_load_labels(dir, train, &some, err) ||
+            dataset_load_pixels(dir, train, &some, keep, err) ||
+            dataset_load_labels(dir, train, &every, err) ||
+            dataset_load_pixels(dir, train, &every, NULL, err))
+            fail_msg("%s", err);
+        assert_memory_equal(every.x, all.x, all.count * all.dim * sizeof *all.x);
+        for (size_t e = 0; e < all.count; e++)
+            for (size_t i = 0; i < all.dim; i++) {
+                float want = keep[e] ? all.x[e * all.dim + i] : 0.0f;
+                if (memcmp(&some.x[e * all.dim + i], &want, sizeof want) != 0)
+                    fail_msg("example %zu pixel %zu: %.9g, want %.9g", e, i,
+                             some.x[e * all.dim + i], want);
+            }
+        assert_int_equal(dataset_load_pixels(dir, train, &some, keep, err), -1); /* twice */
+        dataset_free(&all);
+        dataset_free(&some);
+        dataset_free(&every);
+    }
+    dataset_t labels;
+    if (dataset_load_labels(dir, 1, &labels, err))
+        fail_msg("%s", err);
+    labels.count = SYN_COUNT - 1; /* as if the images file had changed since */
+    assert_int_equal(dataset_load_pixels(dir, 1, &labels, NULL, err), -1);
+    assert_non_null(strstr(err, "train-images-idx3-ubyte"));
+    assert_non_null(strstr(err, "changed"));
+    assert_null(labels.x);
+    dataset_free(&labels);
+}
+
 static void test_load_test_split_reads_t10k_files(void **state)
 {
     (void)state;
@@ -779,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_load_pixels_are_exactly_byte_over_255),
         cmocka_unit_test(test_load_gzip_gives_same_as_plain),
         cmocka_unit_test(test_load_labels_only_gives_all_but_the_pixels),
+        cmocka_unit_test(test_load_pixels_of_kept_examples_only),
         cmocka_unit_test(test_load_test_split_reads_t10k_files),
         cmocka_unit_test(test_load_refuses_missing_files_naming_dir_and_file),
         cmocka_unit_test(test_load_refuses_count_mismatch),
