@@ -4,7 +4,7 @@
 #   make unit         builds and runs the unit tests (no MPI, about 10 s)
 #   make check        the whole suite, what CI runs (about 13 minutes on 2 cores)
 #   make demo         a real DSSGD training on Fashion-MNIST (about 15 s)
-#   make bench        every benchmark figure next to its reference (about 70 s; results/bench/README.md)
+#   make bench        every benchmark figure next to its reference (about 3.5 min; results/bench/README.md)
 #   make check-slurm  the SLURM job scripts on a one-node cluster (root)
 #   make deps         installs the missing Debian packages (.ci/install-deps)
 #   make clean
@@ -136,7 +136,7 @@ demo: $(BUILD)/dssgd
 	@bash tests/demo.sh $(BUILD)
 
 # Every figure next to its reference, measured in one run: the table, and
-# results/bench/<date>.csv (see results/bench/README.md). About 2 minutes.
+# results/bench/<date>.csv (see results/bench/README.md). About 3.5 minutes.
 bench: $(BUILD)/bench $(BUILD)/dssgd
 	@OPENBLAS_NUM_THREADS=1 bash tests/bench-run.sh $(BUILD)
 
