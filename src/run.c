@@ -589,29 +589,26 @@ static void worker_loop(run_state *st)
             (op == CMD_STEP || op == CMD_STEP_AGAIN || op == CMD_ASYNC))
             for (;;) /* test only: a hung node, which answers nothing */
                 pause();
-        if (op == CMD_STEP) {
-            /* One participant's turn: a download (len > 0: apply it; for the
-             * initial download p trains nothing) then maybe an upload. */
+        if (op == CMD_STEP || op == CMD_STEP_AGAIN) {
+            /* One participant's turn: a download (CMD_STEP; for the initial
+             * download p trains nothing), or the one this rank took for the
+             * same turn (CMD_STEP_AGAIN: participants only read down_buf);
+             * then the upload. */
             participant_t *part = hosted_participant(st, p, "a step");
-            size_t len = recv_download(st);
-            down_turn = 0;
-            if (epoch == 0) { /* initial full download: no training */
-                if (participant_download(part, &st->ctx, st->down_buf, len, 0) != WIRE_OK)
-                    transport_fatal(t, "malformed initial download from the server");
-                continue;
-            }
-            down_turn = epoch;
-            down_len = len;
-            send_upload(st, run_participant_step(st, part, st->down_buf, len, epoch),
-                        transport_turn_tag(t, epoch, p));
-            score_after_turn(st, run_slot_of(t->size, p), epoch);
-        } else if (op == CMD_STEP_AGAIN) {
-            /* Another participant's turn from the same download (the
-             * participants only read down_buf). */
-            participant_t *part = hosted_participant(st, p, "a step");
-            if (epoch <= 0 || epoch != down_turn)
+            if (op == CMD_STEP) {
+                down_len = recv_download(st);
+                down_turn = 0;
+                if (epoch == 0) { /* initial full download: no training */
+                    if (participant_download(part, &st->ctx, st->down_buf, down_len, 0) !=
+                        WIRE_OK)
+                        transport_fatal(t, "malformed initial download from the server");
+                    continue;
+                }
+                down_turn = epoch;
+            } else if (epoch <= 0 || epoch != down_turn) {
                 transport_fatal(t, "the server asked participant %d to train in turn %d from "
                                 "a download this rank does not hold", p, epoch);
+            }
             send_upload(st, run_participant_step(st, part, st->down_buf, down_len, epoch),
                         transport_turn_tag(t, epoch, p));
             score_after_turn(st, run_slot_of(t->size, p), epoch);
