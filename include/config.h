@@ -65,7 +65,8 @@ typedef struct {
     int residual;                     /* error feedback */
     /* aggregation of concurrent uploads */
     config_aggregate aggregate;
-    double server_lr;                 /* eta_s: the server's step on an aggregate */
+    double server_lr;                 /* eta_s: the server's step on an aggregate;
+                                         -1 = not given (config_server_lr) */
     double server_momentum;           /* beta_s: momentum over mean's rounds and mix's turns;
                                          -1 = not given (config_server_momentum) */
     int momentum_warmup;              /* epochs before the server momentum starts;
@@ -199,6 +200,14 @@ int config_async_dense(const config_t *c);
 #define CONFIG_MOMENTUM 0.7
 int config_local_steps(const config_t *c);
 double config_server_momentum(const config_t *c);
+
+/* --server-lr R when given, else 1 + theta_u where every upload of a round
+ * is made from one state and averaged (sync, and async with every
+ * participant in flight; rules mean and mix, mode dssgd), and 1 otherwise:
+ * the average of concurrent changes moves less than one participant's
+ * sequential share, the more so the more of the model each upload carries
+ * (docs/DESIGN.md, Aggregation, The server's step). */
+double config_server_lr(const config_t *c);
 
 /* --momentum-warmup W when given, else CONFIG_MOMENTUM_WARMUP for the
  * rules with a server momentum (mean, mix) and 0 otherwise: the first W

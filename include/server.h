@@ -58,11 +58,12 @@ size_t server_pack_download(server_t *s, uint32_t participant, uint32_t epoch, i
  *              and count, applied by server_round_end; outside one, as sum;
  *   mix:       inside an async turn, FedAsync's mixing per parameter:
  *              w[j] += alpha_j * (w0[j] + v - w[j]), w0 the w of the
- *              participant's download, alpha_j = eta_s * (1 + c_j)^-a and
+ *              participant's download, alpha_j = (1 + c_j)^-a and
  *              c_j the uploads of entry j applied since that download (a
  *              turn's uploads all made from one state end at their
  *              per-parameter mean when a = 1; a fresh one is added whole);
- *              outside a turn, as sum.
+ *              eta_s scales the turn's change when the turn ends
+ *              (server_async_begin); outside a turn, as sum.
  * A message that fails any check changes nothing (but ends the
  * participant's snapshot); the reason is returned and counted. */
 wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
@@ -84,9 +85,12 @@ void server_round_end(server_t *s);
  * rule, downloads packed for one participant from here on keep a snapshot
  * (8 bytes a parameter) until its upload; room is made for `inflight`
  * (at most N) at once, more are allocated if needed. server_round_end
- * then adds the momentum, w += beta_s u, u <- beta_s u + (the turn's change
- * to w), and drops the snapshots: nothing is pending between turns. Other
- * rules: nothing. Returns 0, or -1 when out of memory. */
+ * then ends the turn as a round of mean ends, with the turn's change to w,
+ * m, for the round's mean: u <- beta_s u + m and w += eta_s beta_s u_old +
+ * (eta_s - 1) m, so that w ends eta_s u past the turn's start (FedAvgM);
+ * without a momentum w += (eta_s - 1) m. It drops the snapshots: nothing
+ * is pending between turns. Other rules: nothing. Returns 0, or -1 when
+ * out of memory. */
 int server_async_begin(server_t *s, uint32_t inflight);
 
 /* While held (a momentum warm-up), rounds and turns end as without a

@@ -295,6 +295,14 @@ int config_local_steps(const config_t *c)
                : 0;
 }
 
+double config_server_lr(const config_t *c)
+{
+    if (c->server_lr > 0)
+        return c->server_lr;
+    int one_state = c->schedule == SCHEDULE_SYNC || config_async_all_in_flight(c);
+    return one_state && c->mode == MODE_DSSGD && when_momentum(c) ? 1.0 + c->theta_u : 1.0;
+}
+
 double config_server_momentum(const config_t *c)
 {
     if (c->server_momentum >= 0)
@@ -487,9 +495,15 @@ static const config_option options[] = {
              "made from, per parameter) | auto: sum for round-robin\n"
              "and random, mean for sync, mix for async"},
     {.name = "server-lr", .kind = KIND_DOUBLE, FIELD(server_lr, double),
-     .min = 0, .min_open = 1, .max = 1e3, .def = 1.0,
-     .resume = RESUME_MUST_MATCH, .absent = "1", .print = PRINT_DSSGD,
-     .section = AGGREGATION, .metavar = "R", .help = "the server's step: w += R * aggregate (> 0)"},
+     .min = 0, .min_open = 1, .max = 1e3, .def = -1, /* -1 = not given, outside the range */
+     .resume = RESUME_MUST_MATCH, .absent = "1", .in_force = config_server_lr,
+     .print = PRINT_DSSGD, .help_default = "[1 + theta-u or 1]",
+     .section = AGGREGATION, .metavar = "R",
+     .help = "the server's step (> 0): sum, staleness: w += R v;\n"
+             "mean: w += R * the round's mean; mix: a turn's change\n"
+             "is scaled to R times at its end; 1 + theta-u for\n"
+             "sync and for async with every participant in flight,\n"
+             "else 1"},
     {.name = "server-momentum", .kind = KIND_DOUBLE, FIELD(server_momentum, double),
      .min = 0, .max = 1, .max_open = 1, .def = -1, /* -1 = not given, outside the range */
      .resume = RESUME_MUST_MATCH, .absent = "*", .in_force = config_server_momentum,

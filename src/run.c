@@ -1210,7 +1210,7 @@ static int run_distributed(run_state *st, FILE *metrics, run_result *result, cha
     server_opts so = {.n = st->n, .k_up = st->k_up, .k_down = st->k_down,
                       .gamma = (float)c->gamma, .download = c->download,
                       .stat_decay = c->stat_decay, .seed = c->seed,
-                      .aggregate = config_aggregate_rule(c), .server_lr = (float)c->server_lr,
+                      .aggregate = config_aggregate_rule(c), .server_lr = (float)config_server_lr(c),
                       .server_momentum = (float)config_server_momentum(c),
                       .staleness_exponent = c->staleness_exponent,
                       .staleness_tolerance = (uint32_t)c->staleness_tolerance,

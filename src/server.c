@@ -78,7 +78,7 @@ server_t *server_create(const server_opts *opts, const float *init)
             return NULL;
         }
         for (size_t c = 0; c <= N; c++)
-            s->mix_weight[c] = s->opts.server_lr * pow(1.0 + (double)c, -opts->staleness_exponent);
+            s->mix_weight[c] = pow(1.0 + (double)c, -opts->staleness_exponent);
         for (size_t p = 0; p < N; p++)
             s->snap_of[p] = -1;
     }
@@ -286,7 +286,7 @@ static double mix_weight(const server_t *s, uint32_t c)
 {
     return c <= s->opts.participants
                ? s->mix_weight[c]
-               : s->opts.server_lr * pow(1.0 + (double)c, -s->opts.staleness_exponent);
+               : pow(1.0 + (double)c, -s->opts.staleness_exponent);
 }
 
 int server_async_begin(server_t *s, uint32_t inflight)
@@ -442,16 +442,24 @@ wire_reason server_apply_upload(server_t *s, const uint8_t *msg, size_t len,
 
 void server_round_begin(server_t *s) { s->in_round = s->opts.aggregate == AGGREGATE_MEAN; }
 
-/* The end of a mix turn: w += beta_s u, u <- beta_s u + the turn's change
- * (FedAvgM over turns); the turn's counts and snapshots are dropped. */
+/* The end of a mix turn, as a round of mean ends with the turn's change m
+ * (already in w) in place of the round's mean: u <- beta_s u + m and
+ * w <- w - m + eta_s u (FedAvgM over turns), so w += eta_s beta_s u_old +
+ * (eta_s - 1) m; without a momentum (or while it is held) w += (eta_s - 1) m.
+ * The turn's counts and snapshots are dropped. */
 static void mix_turn_end(server_t *s)
 {
-    double beta = s->opts.server_momentum;
+    double beta = s->opts.server_momentum, lr = s->opts.server_lr;
+    int momentum = s->velocity && !s->momentum_held;
     for (size_t j = 0; j < s->opts.n; j++) {
-        if (s->velocity && !s->momentum_held) {
+        double m = s->round_sum[j];
+        if (momentum) {
             double add = beta * s->velocity[j];
-            s->w[j] = (float)(s->w[j] + add);
-            s->velocity[j] = (float)(add + s->round_sum[j]);
+            s->w[j] = lr == 1.0 ? (float)(s->w[j] + add)
+                                : (float)(s->w[j] + lr * add + (lr - 1.0) * m);
+            s->velocity[j] = (float)(add + m);
+        } else if (lr != 1.0) {
+            s->w[j] = (float)(s->w[j] + (lr - 1.0) * m);
         }
         s->round_sum[j] = 0;
         s->round_count[j] = 0;

@@ -244,41 +244,51 @@ static void test_refuses_local_steps_out_of_range_or_with_svt(void **state)
  * participant) or dense (theta_u x uploads in flight >= 4), exchange
  * every 5 mini-batches with a momentum of 0.9;
  * the other schedules once an epoch with 0.7; given values win; a server
- * momentum waits out one epoch wherever there is one. */
+ * momentum waits out one epoch wherever there is one. The server's step is
+ * 1 + theta_u for sync and async with every participant in flight (under
+ * mean and mix), else 1. */
 static void test_defaults_that_depend_on_the_schedule(void **state)
 {
     (void)state;
     static const struct {
         const char *args[10];
         int ranks, local_steps, all_in_flight, warmup;
-        double momentum;
+        double momentum, server_lr;
     } cases[] = {
-        {{"--schedule", "sync"}, 1, 5, 0, 1, 0.9},
-        {{"--schedule", "sync"}, 8, 5, 0, 1, 0.9},
-        {{"--schedule", "round-robin"}, 31, 0, 0, 0, 0.7},
-        {{"--schedule", "async"}, 1, 0, 0, 1, 0.7},
-        {{"--schedule", "async"}, 30, 0, 0, 1, 0.7}, /* 29 workers for 30 */
-        {{"--schedule", "async"}, 31, 5, 1, 1, 0.9},
-        {{"--schedule", "async", "--simulate-staleness", "29"}, 1, 0, 0, 1, 0.7},
-        {{"--schedule", "async", "--simulate-staleness", "30"}, 1, 5, 1, 1, 0.9},
+        {{"--schedule", "sync"}, 1, 5, 0, 1, 0.9, 1.1},
+        {{"--schedule", "sync"}, 8, 5, 0, 1, 0.9, 1.1},
+        {{"--schedule", "round-robin"}, 31, 0, 0, 0, 0.7, 1},
+        {{"--schedule", "async"}, 1, 0, 0, 1, 0.7, 1},
+        {{"--schedule", "async"}, 30, 0, 0, 1, 0.7, 1}, /* 29 workers for 30 */
+        {{"--schedule", "async"}, 31, 5, 1, 1, 0.9, 1.1},
+        {{"--schedule", "async", "--simulate-staleness", "29"}, 1, 0, 0, 1, 0.7, 1},
+        {{"--schedule", "async", "--simulate-staleness", "30"}, 1, 5, 1, 1, 0.9, 1.1},
         {{"--schedule", "async", "--simulate-staleness", "30", "--local-steps", "0"}, 1, 0, 1, 1,
-         0.7},
-        {{"--schedule", "async", "--local-steps", "3"}, 31, 3, 1, 1, 0.9},
-        {{"--schedule", "sync", "--server-momentum", "0.5"}, 1, 5, 0, 1, 0.5},
-        {{"--schedule", "sync", "--momentum-warmup", "0"}, 1, 5, 0, 0, 0.9},
+         0.7, 1.1},
+        {{"--schedule", "async", "--local-steps", "3"}, 31, 3, 1, 1, 0.9, 1.1},
+        {{"--schedule", "sync", "--server-momentum", "0.5"}, 1, 5, 0, 1, 0.5, 1.1},
+        {{"--schedule", "sync", "--momentum-warmup", "0"}, 1, 5, 0, 0, 0.9, 1.1},
         {{"--schedule", "sync", "--select", "svt", "--dp-epsilon", "1", "--gamma", "1"}, 1, 0, 0, 1,
-         0.7},
+         0.7, 1.1},
         /* dense: theta_u x uploads in flight >= 4 */
-        {{"--schedule", "async", "--theta-u", "1"}, 1, 0, 0, 1, 0.7},  /* one in flight */
-        {{"--schedule", "async", "--theta-u", "1"}, 4, 0, 0, 1, 0.7},  /* 3 workers */
-        {{"--schedule", "async", "--theta-u", "1"}, 5, 5, 0, 1, 0.9},  /* 4 workers */
-        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "3"}, 1, 0, 0, 1, 0.7},
-        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "4"}, 1, 5, 0, 1, 0.9},
-        {{"--schedule", "async", "--theta-u", "0.5", "--simulate-staleness", "8"}, 1, 5, 0, 1, 0.9},
-        {{"--schedule", "async", "--theta-u", "0.5", "--simulate-staleness", "7"}, 1, 0, 0, 1, 0.7},
-        {{"--schedule", "async", "--simulate-staleness", "15"}, 1, 0, 0, 1, 0.7}, /* 0.1 x 15 */
+        {{"--schedule", "async", "--theta-u", "1"}, 1, 0, 0, 1, 0.7, 1},  /* one in flight */
+        {{"--schedule", "async", "--theta-u", "1"}, 4, 0, 0, 1, 0.7, 1},  /* 3 workers */
+        {{"--schedule", "async", "--theta-u", "1"}, 5, 5, 0, 1, 0.9, 1},  /* 4 workers */
+        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "3"}, 1, 0, 0, 1, 0.7, 1},
+        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "4"}, 1, 5, 0, 1, 0.9, 1},
+        {{"--schedule", "async", "--theta-u", "0.5", "--simulate-staleness", "8"}, 1, 5, 0, 1, 0.9, 1},
+        {{"--schedule", "async", "--theta-u", "0.5", "--simulate-staleness", "7"}, 1, 0, 0, 1, 0.7, 1},
+        {{"--schedule", "async", "--simulate-staleness", "15"}, 1, 0, 0, 1, 0.7, 1}, /* 0.1 x 15 */
         {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "4", "--local-steps",
-          "0"}, 1, 0, 0, 1, 0.7},
+          "0"}, 1, 0, 0, 1, 0.7, 1},
+        /* the server's step: 1 + theta_u where a round's uploads come from one state */
+        {{"--schedule", "sync", "--theta-u", "1"}, 1, 5, 0, 1, 0.9, 2},
+        {{"--schedule", "sync", "--theta-u", "0.25"}, 4, 5, 0, 1, 0.9, 1.25},
+        {{"--schedule", "async", "--theta-u", "1", "--simulate-staleness", "30"}, 1, 5, 1, 1, 0.9,
+         2},
+        {{"--schedule", "sync", "--server-lr", "0.5"}, 1, 5, 0, 1, 0.9, 0.5},
+        {{"--schedule", "sync", "--aggregate", "sum"}, 1, 5, 0, 0, 0.7, 1},
+        {{"--schedule", "round-robin", "--theta-u", "1"}, 1, 0, 0, 0, 0.7, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         config_t c;
@@ -289,12 +299,13 @@ static void test_defaults_that_depend_on_the_schedule(void **state)
         if (config_local_steps(&c) != cases[i].local_steps ||
             config_async_all_in_flight(&c) != cases[i].all_in_flight ||
             config_momentum_warmup(&c) != cases[i].warmup ||
-            config_server_momentum(&c) != cases[i].momentum)
+            config_server_momentum(&c) != cases[i].momentum ||
+            fabs(config_server_lr(&c) - cases[i].server_lr) > 1e-12)
             fail_msg("case %zu (%s %s %s %s, %d ranks): local steps %d, all in flight %d, "
-                     "warm-up %d, momentum %g", i, a[0], a[1], a[2] ? a[2] : "",
+                     "warm-up %d, momentum %g, server step %g", i, a[0], a[1], a[2] ? a[2] : "",
                      a[3] ? a[3] : "", cases[i].ranks, config_local_steps(&c),
                      config_async_all_in_flight(&c), config_momentum_warmup(&c),
-                     config_server_momentum(&c));
+                     config_server_momentum(&c), config_server_lr(&c));
     }
 }
 

@@ -559,14 +559,15 @@ static void test_mix_rule_counts_each_parameters_uploads_since_the_download(void
     server_round_end(s);
     server_free(s);
 
-    s = mix_server(0.5f, 2.0, 0); /* alpha = 0.5 (1 + c)^-2 */
+    s = mix_server(0.5f, 2.0, 0); /* alpha = (1 + c)^-2; eta_s at the turn's end */
     assert_int_equal(server_async_begin(s, 2), 0);
     download(s, 0);
     download(s, 1);
-    upload(s, 0, 1, (uint32_t[]){6}, (float[]){4.0f}); /* 6 + 0.5 * 4 = 8 */
-    upload(s, 1, 1, (uint32_t[]){6}, (float[]){8.0f}); /* 8 + 0.125 (6 + 8 - 8) */
-    assert_true(server_params(s)[6] == 8.75f);
-    server_round_end(s);
+    upload(s, 0, 1, (uint32_t[]){6}, (float[]){4.0f}); /* 6 + 4 = 10 */
+    upload(s, 1, 1, (uint32_t[]){6}, (float[]){8.0f}); /* 10 + 0.25 (6 + 8 - 10) */
+    assert_true(server_params(s)[6] == 11.0f);
+    server_round_end(s); /* the turn's change 5, scaled to 0.5 x: 6 + 2.5 */
+    assert_true(server_params(s)[6] == 8.5f && server_params(s)[5] == 5.0f);
     server_free(s);
 }
 
@@ -644,6 +645,70 @@ static void test_held_momentum_neither_moves_nor_is_fed(void **state)
     upload(s, 0, 1, (uint32_t[]){1}, (float[]){2.0f});
     server_round_end(s); /* u = 0.5 * 0 + 2, w 4 + 2 */
     assert_true(w[1] == 6.0f && server_velocity(s)[1] == 2.0f);
+    server_free(s);
+}
+
+/* A mix turn whose uploads all come from one state ends where a round of
+ * mean with the same server step and momentum ends, computed here by a
+ * plain loop: m the per-parameter mean over the uploads that carried each
+ * entry, u <- beta u + m, w <- w + eta u (while the momentum is held, the
+ * first turn: w <- w + eta m, u stays 0). */
+static void test_mix_turns_from_one_state_end_as_rounds_of_mean(void **state)
+{
+    (void)state;
+    enum { NP = 4, N_REF = 1000 };
+    const size_t n = N_REF;
+    const float lr = 1.5f, beta = 0.5f;
+    static uint8_t buf[WIRE_HEADER_BYTES + 8 * N_REF + 15];
+    static uint32_t idx[N_REF], count[N_REF];
+    static float val[N_REF], init[N_REF];
+    static double sum[N_REF], w[N_REF], u[N_REF];
+    rng_t rng;
+    rng_init(&rng, 23, 1);
+    for (size_t j = 0; j < n; j++)
+        w[j] = init[j] = (float)rng_normal(&rng);
+    server_opts o = {.n = n, .k_up = n, .k_down = n, .gamma = INFINITY,
+                     .download = DOWNLOAD_ALL, .stat_decay = 1, .seed = 3,
+                     .aggregate = AGGREGATE_MIX, .server_lr = lr, .server_momentum = beta,
+                     .staleness_exponent = 1, .participants = NP};
+    server_t *s = server_create(&o, init);
+    assert_non_null(s);
+    for (int turn = 0; turn < 3; turn++) {
+        int held = turn == 0;
+        server_hold_momentum(s, held);
+        assert_int_equal(server_async_begin(s, NP), 0);
+        memset(sum, 0, sizeof sum);
+        memset(count, 0, sizeof count);
+        for (uint32_t p = 0; p < NP; p++)
+            assert_true(server_pack_download(s, p, 5, 0, buf, sizeof buf) > 0);
+        for (uint32_t p = 0; p < NP; p++) {
+            uint32_t k = 0;
+            for (uint32_t j = 0; j < n; j++)
+                if (rng_uniform(&rng) < 0.5) {
+                    idx[k] = j;
+                    val[k++] = 0.1f * (float)rng_normal(&rng);
+                }
+            wire_header h = {WIRE_MAGIC, WIRE_VERSION, WIRE_UPLOAD, p, 5, (uint32_t)n, k};
+            size_t len = wire_pack(buf, sizeof buf, &h, idx, val);
+            assert_int_equal(server_apply_upload(s, buf, len, p, 5), WIRE_OK);
+            for (uint32_t i = 0; i < k; i++) {
+                sum[idx[i]] += val[i];
+                count[idx[i]]++;
+            }
+        }
+        server_round_end(s);
+        for (size_t j = 0; j < n; j++) {
+            double m = count[j] ? sum[j] / count[j] : 0;
+            if (held) {
+                w[j] += lr * m;
+            } else {
+                u[j] = beta * u[j] + m;
+                w[j] += lr * u[j];
+            }
+            assert_true(fabs(server_params(s)[j] - w[j]) < 1e-5);
+            assert_true(fabs(server_velocity(s)[j] - u[j]) < 1e-5);
+        }
+    }
     server_free(s);
 }
 
@@ -1104,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_mix_rule_adds_the_momentum_at_the_end_of_a_turn),
         cmocka_unit_test(test_held_momentum_neither_moves_nor_is_fed),
         cmocka_unit_test(test_mix_rule_matches_the_mean_and_the_sum_it_generalises),
+        cmocka_unit_test(test_mix_turns_from_one_state_end_as_rounds_of_mean),
         cmocka_unit_test(test_sum_rule_is_the_papers),
         cmocka_unit_test(test_server_refuses_an_upload_bad_only_at_its_end),
         cmocka_unit_test(test_server_apply_matches_plain_rules_bit_for_bit),
