@@ -407,6 +407,28 @@ static void test_dpsgd_refusals(void **state)
     }
 }
 
+/* The server's step in force is saved: a sync checkpoint made with step 1
+ * (so any made before the default became 1 + theta_u) does not resume
+ * under the new default, and the refusal shows both values as people read
+ * them, with the option that keeps the checkpoint's. */
+static void test_server_step_resume_rule(void **state)
+{
+    (void)state;
+    config_t a, b;
+    char err[ERR_LEN], text[1 << 14];
+    parse_ok(&a, "--schedule", "sync", "--server-lr", "1", (char *)NULL);
+    assert_true(config_to_text(&a, text, sizeof text) > 0);
+    parse_ok(&b, "--schedule", "sync", (char *)NULL);
+    assert_int_equal(config_check_resume(&b, text, err), -1);
+    assert_non_null(strstr(err, "--server-lr differs: the checkpoint was made with 1, this run "
+                                "has 1.1 (resume with --server-lr 1 to keep it"));
+    parse_ok(&b, "--schedule", "sync", "--server-lr", "1", (char *)NULL);
+    assert_int_equal(config_check_resume(&b, text, err), 0);
+    parse_ok(&a, "--schedule", "sync", (char *)NULL); /* the default saved in force */
+    assert_true(config_to_text(&a, text, sizeof text) > 0);
+    assert_int_equal(config_check_resume(&a, text, err), 0);
+}
+
 /* Resume rules: --dpsgd, --dp-clip, --dp-noise (the resolved sigma) and
  * --dp-delta must match; --dp-target-epsilon may differ (it only chose
  * sigma), and a target that gives another sigma is told how to keep the
@@ -1033,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_h5_data_options),
         cmocka_unit_test(test_dpsgd_options_set_their_fields),
         cmocka_unit_test(test_dpsgd_refusals),
+        cmocka_unit_test(test_server_step_resume_rule),
         cmocka_unit_test(test_dpsgd_resume_rules),
         cmocka_unit_test(test_audit_options),
         cmocka_unit_test(test_audit_resume_rules),
