@@ -1227,27 +1227,30 @@ int config_check_resume(const config_t *c, const char *saved, char *err)
                            "run's --dp-target-epsilon %g over --epochs %d gives %s (the noise "
                            "cannot change within a run: resume with --dp-noise %.*s instead)",
                            (int)len, old, c->dp_target_epsilon, c->epochs, now, (int)len, old);
-        if (differs && o->kind == KIND_DOUBLE) { /* as people read them, not 17 digits */
-            char was[VALUE_LEN], is[VALUE_LEN];
+        if (!differs)
+            continue;
+        /* a number as people read it (the checkpoint keeps 17 digits), and
+         * the option that keeps the checkpoint's */
+        char was[VALUE_LEN], is[VALUE_LEN], hint[VALUE_LEN * 2];
+        hint[0] = '\0';
+        if (o->kind == KIND_DOUBLE) {
             snprintf(was, sizeof was, "%.*s", (int)len, old);
             char *end;
             double v = strtod(was, &end);
             if (end != was && *end == '\0')
                 snprintf(was, sizeof was, "%g", v);
             snprintf(is, sizeof is, "%g", strtod(now, NULL));
-            return err_set(err, "--%s differs: the checkpoint was made with %s, this run has %s "
-                           "(resume with --%s %s to keep it; only --epochs, paths, --eval-size, "
-                           "--eval-participants, --eval-every, --dp-max-epsilon, "
-                           "--dp-target-epsilon and --divergence-factor may change on resume)",
-                           o->name, was, is, o->name, was);
+            snprintf(hint, sizeof hint, "resume with --%s %s to keep it; ", o->name, was);
+            old = was;
+            len = strlen(was);
+            now = is;
         }
-        if (differs)
-            return err_set(err, "--%s differs: the checkpoint was made with %.*s, this run has %s "
-                           "(only --epochs, paths, --eval-size, --eval-participants, "
-                           "--eval-every, --dp-max-epsilon, --dp-target-epsilon and "
-                           "--divergence-factor may change on resume; data files may move, "
-                           "not change)",
-                           o->name, (int)len, old, now);
+        return err_set(err, "--%s differs: the checkpoint was made with %.*s, this run has %s "
+                       "(%sonly --epochs, paths, --eval-size, --eval-participants, "
+                       "--eval-every, --dp-max-epsilon, --dp-target-epsilon and "
+                       "--divergence-factor may change on resume; data files may move, "
+                       "not change)",
+                       o->name, (int)len, old, now, hint);
     }
     return 0;
 }

@@ -455,6 +455,7 @@ static void mix_turn_end(server_t *s)
         double m = s->round_sum[j];
         if (momentum) {
             double add = beta * s->velocity[j];
+            /* eta_s = 1: the same operations, so the same bits, as before the step */
             s->w[j] = lr == 1.0 ? (float)(s->w[j] + add)
                                 : (float)(s->w[j] + lr * add + (lr - 1.0) * m);
             s->velocity[j] = (float)(add + m);
